@@ -1,0 +1,67 @@
+"""The nbgrader round trip of every problem set, in a temporary course root with its own gradebook:
+the committed release is what the master generates, the master earns every autograded point and
+the unchanged release earns none."""
+
+import filecmp
+import os
+import shutil
+import subprocess
+
+import pytest
+from nbgrader.api import Gradebook
+
+from conftest import BIN
+from notebooks import ROOT
+
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+
+
+def nbgrader(course, *args):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # nbgrader runs alembic
+    result = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def course(request, tmp_path_factory):
+    """A course root with the master, a regenerated release and two autograded submissions."""
+    ps = request.param
+    course = tmp_path_factory.mktemp(ps)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions" / ps, course / "solutions" / ps)
+    nbgrader(course, "generate_assignment", ps, "--force")
+    for student, source in (("master", "solutions"), ("blank", "exercises")):
+        shutil.copytree(ROOT / source / ps, course / "submitted" / student / ps)
+    nbgrader(course, "autograde", ps, "--force")
+    return ps, course
+
+
+def autograded_points(course, ps, student):
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission(ps, student)
+        grades = [g for n in submission.notebooks for g in n.grades if g.auto_score is not None]
+        return sum(g.auto_score for g in grades), sum(g.max_score for g in grades)
+
+
+def test_committed_release_is_regenerated_exactly(course):
+    ps, tmp = course
+    committed = sorted(p.name for p in (ROOT / "exercises" / ps).iterdir())
+    generated = sorted(p.name for p in (tmp / "exercises" / ps).iterdir())
+    assert committed == generated, f"exercises/{ps} holds {committed}, the master makes {generated}"
+    _, mismatch, errors = filecmp.cmpfiles(ROOT / "exercises" / ps, tmp / "exercises" / ps, committed, shallow=False)
+    assert not mismatch and not errors, f"exercises/{ps}/{mismatch or errors} is stale: run make release"
+
+
+def test_master_scores_full_marks(course):
+    ps, tmp = course
+    score, max_score = autograded_points(tmp, ps, "master")
+    assert max_score > 0
+    assert score == max_score, f"the {ps} master earns {score} of {max_score} autograded points"
+
+
+def test_unchanged_release_scores_zero(course):
+    ps, tmp = course
+    score, _ = autograded_points(tmp, ps, "blank")
+    assert score == 0, f"the unanswered {ps} release earns {score} points"

@@ -1,0 +1,126 @@
+"""Presets, devices, seeds and provenance (used by every chapter; see the preface).
+
+Every cost knob of the book (data size, epochs, samples, model width) is a field of one
+:class:`Preset`. Three presets exist:
+
+* ``smoke``: continuous integration, seconds per chapter;
+* ``cpu``: the default without CUDA, a chapter in minutes on a 2-core laptop;
+* ``gpu``: the default with CUDA, the full models.
+
+``VAECOURSE_PRESET`` overrides the automatic choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ENV_VAR = "VAECOURSE_PRESET"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The cost knobs of one preset. Chapters read them, never hard-code them."""
+
+    name: str
+    n_data: int  # data points averaged over in the toy-model chapters
+    n_repeats: int  # independent repetitions of an estimator (bias / variance studies)
+    max_samples: int  # largest Monte Carlo sample count in the toy-model chapters
+    train_size: int | None  # training examples (None: the whole training set)
+    test_size: int | None  # test examples (None: the whole test set)
+    epochs: int
+    batch_size: int
+    hidden: int  # width of the hidden layers
+    eval_samples: int  # importance samples per example for a log p(x) estimate
+    image_size: int  # side of the images in the colorization and forecasting chapters
+    vae_epochs: int  # training epochs of each VAE in chapters 6 and 7
+    eval_size: int | None  # test images whose log p(x) is estimated (None: the whole test set)
+    mnist_source: str  # MNIST of chapters 6-7: 'embedded' or 'auto' (full when available)
+    vae_arch: str  # VAE networks of chapters 6-7: 'mlp' or 'conv'
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke", n_data=20, n_repeats=20, max_samples=10_000, train_size=500,
+        test_size=100, epochs=1, batch_size=100, hidden=64, eval_samples=100, image_size=16,
+        vae_epochs=1, eval_size=20, mnist_source="embedded", vae_arch="mlp",
+    ),
+    "cpu": Preset(
+        name="cpu", n_data=200, n_repeats=200, max_samples=10_000, train_size=None,
+        test_size=None, epochs=30, batch_size=100, hidden=256, eval_samples=5000, image_size=32,
+        vae_epochs=20, eval_size=200, mnist_source="embedded", vae_arch="mlp",
+    ),
+    "gpu": Preset(
+        name="gpu", n_data=500, n_repeats=1000, max_samples=100_000, train_size=None,
+        test_size=None, epochs=200, batch_size=128, hidden=512, eval_samples=5000, image_size=64,
+        vae_epochs=100, eval_size=None, mnist_source="auto", vae_arch="conv",
+    ),
+}
+
+
+def preset_name() -> str:
+    """The active preset's name: ``$VAECOURSE_PRESET`` if set, else ``gpu`` with CUDA, else ``cpu``."""
+    name = os.environ.get(ENV_VAR, "").strip()
+    if not name:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PRESETS:
+        valid = ", ".join(sorted(PRESETS))
+        raise ValueError(f"{ENV_VAR}={name!r} is not a preset: expected one of {valid}")
+    return name
+
+
+def preset(name: str | None = None) -> Preset:
+    """The :class:`Preset` called ``name`` (default: the active one, see :func:`preset_name`)."""
+    if name is None:
+        name = preset_name()
+    if name not in PRESETS:
+        valid = ", ".join(sorted(PRESETS))
+        raise ValueError(f"unknown preset {name!r}: expected one of {valid}")
+    return PRESETS[name]
+
+
+def device() -> torch.device:
+    """The device to train on: CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded alike."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def provenance() -> dict[str, str]:
+    """Print and return what produces a chapter's results: device, preset, versions and date.
+
+    Every chapter calls this in its first code cell.
+    """
+    dev = device()
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "none"
+    info = {
+        "preset": preset_name(),
+        "device": str(dev),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    print("vaecourse provenance: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    return info
+
+
+def knobs(name: str | None = None) -> dict[str, object]:
+    """The fields of a preset as a plain dict (for JSON output and tables)."""
+    return dataclasses.asdict(preset(name))
