@@ -47,7 +47,8 @@ def page_state(chromium: str, url: str, profile: Path, timeout: float = 120) -> 
         "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
         f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank",
     ]
-    process = subprocess.Popen([chromium, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen([chromium, *flags], **quiet)
     try:
         port_file, deadline = profile / "DevToolsActivePort", time.time() + 60
         while not port_file.exists() or not port_file.read_text().strip():

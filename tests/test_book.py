@@ -6,7 +6,6 @@ import subprocess
 
 import nbformat
 import pytest
-
 from browser import browser_required, find_chromium, page_state
 from conftest import BIN
 from notebooks import CHAPTERS, RELEASES, ROOT
@@ -23,7 +22,8 @@ REQUIRED_REFERENCES = [  # the reading lists of the source lectures (REFERENCES.
 def html(tmp_path_factory):
     """Build the whole book once, as `make book` does, into a temporary directory."""
     out = tmp_path_factory.mktemp("book")
-    command = [str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"]
+    command = [str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out)]
+    command += ["-W", "--keep-going"]
     result = subprocess.run(command, capture_output=True, text=True)
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"the book build failed:\n{log[-6000:]}"
@@ -63,7 +63,8 @@ def chapter_with_math_and_figures():
     for path in CHAPTERS:
         nb = nbformat.read(path, as_version=4)
         has_math = any("$" in c.source for c in nb.cells if c.cell_type == "markdown")
-        has_figure = any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        has_figure = any("image/png" in o.get("data", {}) for o in outputs)
         if has_math and has_figure:
             return path
     return None

@@ -3,7 +3,6 @@ top-to-bottom run in a fresh kernel, starting with vaecourse.provenance() (DESIG
 
 import nbformat
 import pytest
-
 from notebooks import CHAPTERS, MASTERS, RELEASES, ROOT, ids
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from notebooks import CHAPTERS, MASTERS, ROOT, ids
 
 NOTEBOOKS = CHAPTERS + MASTERS
@@ -22,4 +21,5 @@ def test_notebook_runs_under_nbval(path, tmp_path):
         "-c", os.devnull, str(path),
     ]
     result = subprocess.run(command, cwd=path.parent, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"nbval failed on {path.relative_to(ROOT)}:\n{result.stdout[-6000:]}"
+    name = path.relative_to(ROOT)
+    assert result.returncode == 0, f"nbval failed on {name}:\n{result.stdout[-6000:]}"

@@ -8,9 +8,8 @@ import shutil
 import subprocess
 
 import pytest
-from nbgrader.api import Gradebook
-
 from conftest import BIN
+from nbgrader.api import Gradebook
 from notebooks import ROOT
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
@@ -21,7 +20,8 @@ def nbgrader(course, *args):
     result = subprocess.run(
         [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True
     )
-    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{log}"
 
 
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
@@ -50,8 +50,9 @@ def test_committed_release_is_regenerated_exactly(course):
     committed = sorted(p.name for p in (ROOT / "exercises" / ps).iterdir())
     generated = sorted(p.name for p in (tmp / "exercises" / ps).iterdir())
     assert committed == generated, f"exercises/{ps} holds {committed}, the master makes {generated}"
-    _, mismatch, errors = filecmp.cmpfiles(ROOT / "exercises" / ps, tmp / "exercises" / ps, committed, shallow=False)
-    assert not mismatch and not errors, f"exercises/{ps}/{mismatch or errors} is stale: run make release"
+    folders = ROOT / "exercises" / ps, tmp / "exercises" / ps
+    _, mismatch, errors = filecmp.cmpfiles(*folders, committed, shallow=False)
+    assert not mismatch and not errors, f"exercises/{ps}: {mismatch or errors} stale: make release"
 
 
 def test_master_scores_full_marks(course):

@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def preset_name() -> str:
-    """The active preset's name: ``$VAECOURSE_PRESET`` if set, else ``gpu`` with CUDA, else ``cpu``."""
+    """The active preset: ``$VAECOURSE_PRESET`` if set, else ``gpu`` with CUDA, else ``cpu``."""
     name = os.environ.get(ENV_VAR, "").strip()
     if not name:
         return "gpu" if torch.cuda.is_available() else "cpu"
@@ -92,7 +92,7 @@ def device() -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded alike."""
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded too."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)

@@ -18,7 +18,8 @@ def mathjax_source() -> Path:
     try:
         source = Path(str(resources.files("mathjax"))) / "static" / "mathjax" / "es5"
     except ModuleNotFoundError as error:
-        raise RuntimeError("offline MathJax needs django-static-mathjax (requirements.txt)") from error
+        message = "offline MathJax needs django-static-mathjax (requirements.txt)"
+        raise RuntimeError(message) from error
     if not (source / "tex-chtml.js").is_file():
         raise RuntimeError(f"MathJax es5 build not found: expected {source / 'tex-chtml.js'}")
     return source
