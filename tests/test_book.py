@@ -88,3 +88,15 @@ def test_chapter_shows_math_and_figures_offline(html, tmp_path):
     assert state["mathjax"], f"MathJax did not load from the book: {state}"
     assert state["typeset"] > 0 and state["untypeset"] == 0 and state["math_errors"] == 0, state
     assert state["figures"] > 0 and not state["broken_figures"], state
+
+
+@pytest.mark.slow
+def test_notebook_pages_have_launch_buttons(html):
+    repository = re.search(r"url: https://github.com/(\S+)", (ROOT / "_config.yml").read_text())
+    for path in CHAPTERS + RELEASES:
+        name = path.relative_to(ROOT).as_posix()
+        page = (html / path.relative_to(ROOT).with_suffix(".html")).read_text()
+        binder = f"mybinder.org/v2/gh/{repository.group(1)}/main?urlpath=lab/tree/{name}"
+        assert binder in page, f"{name}: no Binder button opening JupyterLab"
+        colab = f"colab.research.google.com/github/{repository.group(1)}/blob/main/{name}"
+        assert colab in page, f"{name}: no Colab button"
