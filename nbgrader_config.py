@@ -20,3 +20,13 @@ c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"[\s\S]*"
 
+
+# A deleted test cell is put back from the gradebook, so it still runs and counts.
+c.OverwriteCells.add_missing_cells = True
+
+# Feedback shows neither the hidden tests nor the tracebacks that would quote them.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "vaecourse.grading.HideHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -1,0 +1,143 @@
+"""Lint of every master in solutions/ (DESIGN.md, Grading): what nbgrader does not check but a
+fair grade needs. No notebook is executed."""
+
+import ast
+import re
+
+import nbformat
+import pytest
+from notebooks import MASTERS, ROOT, ids
+
+MARKERS = {"SOLUTION": "### {} SOLUTION", "HIDDEN TESTS": "### {} HIDDEN TESTS"}
+STDERR_HINT = "tests must not write to stderr (nbgrader scores stderr output 0): use assert"
+
+
+def nbgrader(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+def graded_code_cells(nb):
+    """The autograded code cells: graded, not an answer."""
+    return [c for c in nb.cells if c.cell_type == "code"
+            and nbgrader(c).get("grade") and not nbgrader(c).get("solution")]
+
+
+def without_hidden_tests(source):
+    """The visible part of a test cell, as the release shows it."""
+    return re.sub(r"[^\n]*### BEGIN HIDDEN TESTS[\s\S]*?### END HIDDEN TESTS[^\n]*\n?", "", source)
+
+
+def marker_errors(source, kind):
+    """Unbalanced or nested BEGIN/END markers of one kind in a cell."""
+    begin, end = MARKERS[kind].format("BEGIN"), MARKERS[kind].format("END")
+    depth, errors = 0, []
+    for line in source.splitlines():
+        if begin in line:
+            depth += 1
+            if depth > 1:
+                errors.append(f"nested '{begin}'")
+        elif end in line:
+            depth -= 1
+            if depth < 0:
+                errors.append(f"'{end}' without '{begin}'")
+                depth = 0
+    return errors + ([f"'{begin}' without '{end}'"] if depth else [])
+
+
+def bare_last_expression(source):
+    """The last statement when it is an expression other than a call (nbgrader reads a value
+    that ends a test cell as partial credit, so `x == 1` there gives full marks when False)."""
+    body = ast.parse(source).body
+    last = body[-1] if body else None
+    if isinstance(last, ast.Expr) and not isinstance(last.value, ast.Call):
+        return ast.unparse(last)
+    return None
+
+
+def stderr_writes(source):
+    """The constructs of a test that write to stderr."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr == "stderr":
+            found.append("sys.stderr")
+        elif ((isinstance(node, ast.Attribute) and node.attr == "warn")
+              or (isinstance(node, ast.Name) and node.id in ("warn", "logging"))):
+            found.append(ast.unparse(node))
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"
+              and any(k.arg == "file" for k in node.keywords)):
+            found.append("print(..., file=...)")
+    return found
+
+
+@pytest.fixture(params=MASTERS, ids=ids(MASTERS))
+def master(request):
+    return request.param.relative_to(ROOT), nbformat.read(request.param, as_version=4)
+
+
+def test_there_are_masters():
+    assert MASTERS, "solutions/ holds no master notebook"
+
+
+def test_grade_ids_are_unique(master):
+    path, nb = master
+    seen = [nbgrader(c)["grade_id"] for c in nb.cells if "grade_id" in nbgrader(c)]
+    repeated = sorted({g for g in seen if seen.count(g) > 1})
+    assert not repeated, f"{path}: grade ids used more than once: {repeated}"
+
+
+@pytest.mark.parametrize("kind", sorted(MARKERS))
+def test_markers_are_balanced(master, kind):
+    path, nb = master
+    errors = [f"cell '{nbgrader(c).get('grade_id', i)}': {e}" for i, c in enumerate(nb.cells)
+              for e in marker_errors(c.source, kind)]
+    assert not errors, f"{path}: {errors}"
+
+
+def test_test_cells_end_with_a_statement(master):
+    path, nb = master
+    for cell in graded_code_cells(nb):
+        for version in (cell.source, without_hidden_tests(cell.source)):
+            last = bare_last_expression(version)
+            assert last is None, (f"{path}, cell '{nbgrader(cell)['grade_id']}' ends with the "
+                                  f"expression `{last}`: nbgrader would read its value as the "
+                                  "grade; make it an assert")
+
+
+def test_tests_do_not_write_to_stderr(master):
+    path, nb = master
+    for cell in graded_code_cells(nb):
+        found = stderr_writes(cell.source)
+        assert not found, f"{path}, cell '{nbgrader(cell)['grade_id']}': {found}: {STDERR_HINT}"
+
+
+def test_every_grade_cell_declares_points(master):
+    path, nb = master
+    for cell in (c for c in nb.cells if nbgrader(c).get("grade")):
+        value = nbgrader(cell).get("points")
+        assert isinstance(value, int | float) and value > 0, (
+            f"{path}, cell '{nbgrader(cell)['grade_id']}': points should be a positive number, "
+            f"got {value!r}")
+
+
+def test_the_intro_states_the_total(master):
+    path, nb = master
+    intro = next(c for c in nb.cells if c.cell_type == "markdown")
+    stated = re.findall(r"Total:\s*(\d+(?:\.\d+)?)\s*points", intro.source)
+    total = sum(nbgrader(c)["points"] for c in nb.cells if nbgrader(c).get("grade"))
+    assert len(stated) == 1, f"{path}: the intro should state 'Total: N points' once"
+    assert float(stated[0]) == total, f"{path}: the intro states {stated[0]}, points sum to {total}"
+
+
+def test_declared_answer_map_names_real_cells(master):
+    """Where a master declares which tests each answer feeds (metadata.vaecourse.answers, used by
+    tests/test_grading.py), every answer cell is in it and it names only real test cells."""
+    path, nb = master
+    answers = nb.metadata.get("vaecourse", {}).get("answers")
+    if answers is None:
+        pytest.skip(f"{path} declares no answer map")
+    solutions = {nbgrader(c)["grade_id"] for c in nb.cells if nbgrader(c).get("solution")}
+    tests = {nbgrader(c)["grade_id"] for c in graded_code_cells(nb)}
+    assert set(answers) == solutions, f"{path}: the map covers {sorted(answers)}, " \
+                                      f"the answer cells are {sorted(solutions)}"
+    unknown = {t for deps in answers.values() for t in deps} - tests
+    assert not unknown, f"{path}: the map names cells that are not tests: {sorted(unknown)}"
