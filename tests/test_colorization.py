@@ -1,0 +1,300 @@
+"""Tests of chapter 9: colour data, colorization networks, their metrics and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import mahalanobis
+
+from vaecourse import metrics, train
+from vaecourse.data import colorization as data
+from vaecourse.models import colorization as models
+
+# ------------------------------------------------------------------------------ data
+
+
+def test_synthetic_shapes_and_colours():
+    d = data.synthetic(40, 16, seed=0)
+    assert d.L.shape == (40, 1, 16, 16) and d.ab.shape == (40, 2, 16, 16)
+    assert d.L.dtype == d.ab.dtype == torch.float32 and d.mask.dtype == torch.bool
+    assert set(d.hue.tolist()) == {0, 1, 2, 3}
+    expected = data.hue_ab()[d.hue].view(40, 2, 1, 1) * d.mask
+    assert torch.equal(d.ab, expected)  # the object has its hue, the background is neutral
+    lo, hi = data.OBJECT_L
+    assert torch.all((d.L[d.mask] >= lo - 1e-4) & (d.L[d.mask] <= hi + 1e-4))
+    lo, hi = data.BACKGROUND_L
+    assert torch.all((d.L[~d.mask] >= lo - 1e-4) & (d.L[~d.mask] <= hi + 1e-4))
+    assert d.mask.float().mean((1, 2, 3)).min() > 0.05  # every scene holds an object
+
+
+def test_hues_share_lightness_and_chroma_and_average_to_grey():
+    hues = data.hue_ab()
+    torch.testing.assert_close(hues.norm(dim=1), torch.full((4,), data.CHROMA))
+    torch.testing.assert_close(hues.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+
+
+def test_grey_image_carries_no_hue_information_exactly():
+    a = data.synthetic(50, 16, seed=3, hue_seed=10)
+    b = data.synthetic(50, 16, seed=3, hue_seed=11)
+    assert not torch.equal(a.hue, b.hue)
+    assert torch.equal(a.L, b.L) and torch.equal(a.mask, b.mask)  # bit for bit
+
+
+def test_every_hue_renders_to_the_same_lightness_in_srgb():
+    # Render the same scene in each of the K hues through sRGB and back: the lightness (the
+    # grey image a camera records) is the same for every hue, and the hues are in gamut.
+    d = data.synthetic(6, 16, seed=1)
+    lights = []
+    for k in range(4):
+        ab = data.hue_ab()[k].view(1, 2, 1, 1) * d.mask
+        L, ab_back = data.rgb_to_lab(data.lab_to_rgb(d.L, ab))
+        torch.testing.assert_close(ab_back, ab, atol=0.05, rtol=0)  # in gamut: no clipping
+        lights.append(L)
+    for L in lights[1:]:
+        torch.testing.assert_close(L, lights[0], atol=1e-3, rtol=0)
+
+
+def test_synthetic_is_reproducible_and_checks_arguments():
+    assert torch.equal(data.synthetic(5, 16, 2).ab, data.synthetic(5, 16, 2).ab)
+    with pytest.raises(ValueError, match="size"):
+        data.synthetic(5, 4)
+    with pytest.raises(ValueError, match="n must"):
+        data.synthetic(0, 16)
+
+
+def test_natural_patches():
+    train_set = data.natural_patches(14, 16, "train", seed=0)
+    test_set = data.natural_patches(7, 16, "test", seed=0)
+    assert train_set.L.shape == (14, 1, 16, 16) and test_set.ab.shape == (7, 2, 16, 16)
+    assert train_set.hue is None and train_set.mask is None
+    assert train_set.L.min() >= 0 and train_set.L.max() <= 100.01
+    assert train_set.ab.abs().max() < 128 and train_set.ab.std() > 1  # real colour
+    assert torch.equal(test_set.L, data.natural_patches(7, 16, "test", seed=0).L)
+    with pytest.raises(ValueError, match="split"):
+        data.natural_patches(3, 16, "valid")
+
+
+def test_natural_test_patches_come_from_the_right_quarter():
+    photo = data.photos_lab(16)[0]  # every 7th patch comes from the first photo
+    cut = 3 * photo.shape[2] // 4
+    patch = data.natural_patches(1, 16, "test", seed=4).ab[0]
+    windows = photo[1:].unfold(1, 16, 1).unfold(2, 16, 1)  # (2, rows, cols, 16, 16)
+    hits = (windows - patch[:, None, None]).abs().amax(dim=(0, 3, 4)) < 1e-6
+    cols = hits.nonzero()[:, 1]
+    assert len(cols) >= 1 and cols.min() >= cut
+
+
+def test_rgb_lab_round_trip_agrees_with_skimage():
+    from skimage import color
+
+    rgb = np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 3))
+    L, ab = data.rgb_to_lab(rgb)
+    lab = color.rgb2lab(rgb)
+    np.testing.assert_allclose(L[:, 0].numpy(), lab[..., 0], atol=1e-4)
+    np.testing.assert_allclose(data.lab_to_rgb(L, ab), rgb, atol=1e-4)
+    with pytest.raises(ValueError, match="rgb"):
+        data.rgb_to_lab(rgb[0])
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def field(a, b, n=1, size=4):
+    """n ab fields of constant (a, b)."""
+    return torch.tensor([a, b], dtype=torch.float32).view(1, 2, 1, 1).expand(n, 2, size, size)
+
+
+def test_best_of_k_and_ab_error_on_hand_made_cases():
+    target = field(0.0, 0.0)
+    samples = torch.stack([field(3.0, 4.0), field(0.6, 0.8), field(0.0, 3.0)], dim=1)
+    torch.testing.assert_close(metrics.ab_error(samples, target.unsqueeze(1)),
+                               torch.tensor([[5.0, 1.0, 3.0]]))
+    assert metrics.best_of_k_error(samples, target, 1).item() == pytest.approx(5.0)
+    assert metrics.best_of_k_error(samples, target, 2).item() == pytest.approx(1.0)
+    assert metrics.best_of_k_error(samples, target, 3).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="k must"):
+        metrics.best_of_k_error(samples, target, 4)
+    with pytest.raises(ValueError, match="samples"):
+        metrics.best_of_k_error(samples[:, :, :1], target, 1)
+
+
+def test_diversity_and_chroma_ratio_on_hand_made_cases():
+    target = field(6.0, 8.0)  # chroma 10
+    same = torch.stack([field(3.0, 4.0)] * 3, dim=1)
+    assert metrics.diversity(same).item() == 0.0
+    assert metrics.chroma_ratio(same, target) == pytest.approx(0.5)
+    pair = torch.stack([field(0.0, 0.0), field(3.0, 4.0)], dim=1)
+    assert metrics.diversity(pair).item() == pytest.approx(5.0)
+    three = torch.stack([field(0.0, 0.0), field(3.0, 4.0), field(0.0, 0.0)], dim=1)
+    assert metrics.diversity(three).item() == pytest.approx(4 * 5.0 / 6)  # 4 of 6 pairs differ
+    with pytest.raises(ValueError, match="chroma"):
+        metrics.chroma_ratio(same, field(0.0, 0.0))
+
+
+def test_hue_coverage_on_hand_made_cases():
+    hues = data.hue_ab()
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., 1:3, 1:3] = True
+
+    def painted(k):  # hue k on the object, a wrong colour on the background (ignored)
+        return (hues[k].view(1, 2, 1, 1) * mask + field(50.0, -50.0) * ~mask)
+
+    every = torch.stack([painted(k) for k in (0, 1, 2, 3, 1)], dim=1)
+    assert metrics.hue_coverage(every, mask, hues).item() == 4
+    two = torch.stack([painted(k) for k in (2, 2, 0)], dim=1)
+    assert metrics.hue_coverage(two, mask, hues).item() == 2
+    grey = torch.zeros(1, 3, 2, 4, 4)
+    assert metrics.hue_coverage(grey, mask, hues).item() == 0
+    with pytest.raises(ValueError, match="mask"):
+        metrics.hue_coverage(grey, mask[..., :2], hues)
+
+
+def test_colorization_metrics_keys():
+    target = field(6.0, 8.0, n=2)
+    samples = torch.stack([field(6.0, 8.0, n=2)] * 10, dim=1)
+    out = metrics.colorization_metrics(samples, target)
+    assert set(out) == {"best_of_1_error", "best_of_5_error", "best_of_10_error", "diversity",
+                        "chroma_ratio"}
+    assert out["best_of_10_error"] == 0.0 and out["chroma_ratio"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------ losses
+
+
+def test_decoder_losses_against_reference_formulas():
+    g = torch.Generator().manual_seed(0)
+    ab = torch.randn(300, 2, 2, 2, generator=g) * 0.3
+    stats = models.color_statistics(ab, bins=8, k=8)  # k = all 8 dimensions
+    p = torch.bincount(models.ab_bin(ab, 8).flatten(), minlength=64).double()
+    p = p / p.sum()
+    assert (p * stats.bin_weights.double()).sum().item() == pytest.approx(1.0, abs=1e-5)
+    pred, target = ab[:5] + 0.1, ab[5:10]
+    # with every principal component, L_mah is the squared Mahalanobis distance
+    cov = np.cov(ab.flatten(1).double().numpy(), rowvar=False)
+    inverse = np.linalg.inv(cov)
+    expected = [mahalanobis(u, v, inverse) ** 2
+                for u, v in zip(pred.flatten(1).numpy(), target.flatten(1).numpy(), strict=True)]
+    np.testing.assert_allclose(models.mahalanobis_loss(pred, target, stats).numpy(), expected,
+                               rtol=1e-3)
+    w = stats.bin_weights[models.ab_bin(target, 8)]
+    torch.testing.assert_close(models.hist_loss(pred, target, stats),
+                               (w * (pred - target).pow(2).sum(1)).sum((1, 2)))
+    assert models.grad_loss(target + 0.7, target).abs().max() < 1e-10  # a constant shift
+    ramp = torch.zeros(1, 2, 3, 3)
+    ramp[0, 0] = torch.arange(3.0)  # each row of channel a is 0, 1, 2: 3 x 2 steps of 1
+    assert models.grad_loss(ramp, torch.zeros_like(ramp)).item() == pytest.approx(6.0)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def small_set(n=64):
+    return data.synthetic(n, 16, seed=0)
+
+
+@pytest.mark.parametrize("kind", models.MODELS)
+def test_colorizers_output_shapes(kind):
+    model, seconds = models.train_colorizer(kind, small_set(32), epochs=1, width=4, latent=3,
+                                            batch_size=16)
+    assert seconds > 0
+    out = model.colorize(small_set(5).L, 10)
+    assert out.shape == (5, 10, 2, 16, 16) and torch.isfinite(out).all()
+    spread = metrics.diversity(out)
+    if kind == "regressor":
+        assert torch.all(spread == 0)
+    else:
+        assert torch.all(spread > 0)
+
+
+def test_mdn_codes_are_the_modes_by_decreasing_weight():
+    torch.manual_seed(0)
+    mdn = models.MDN(latent=3, width=4, components=8)
+    L = small_set(4).L
+    mix = mdn.mixture(L)
+    codes = mdn.codes(L, 10)
+    assert codes.shape == (4, 10, 3)
+    probs = mix.mixture_distribution.probs
+    first = probs.argmax(dim=1)
+    torch.testing.assert_close(codes[:, 0], mix.component_distribution.mean[torch.arange(4), first])
+    torch.testing.assert_close(mix.mixture_distribution.probs.sum(1), torch.ones(4))
+    assert mix.component_distribution.stddev.unique().tolist() == pytest.approx([0.1])
+
+
+@pytest.mark.parametrize("kind", ["regressor", "cvae"])
+def test_tiny_fit_reduces_the_loss(kind):
+    d = small_set(64)
+    torch.manual_seed(0)
+    model = models.Regressor(4) if kind == "regressor" else models.ColorCVAE(3, 4)
+    batches = models.loader(d.L, d.ab, batch_size=16, seed=0)
+    history = train.fit(model, batches, test_loader=batches, epochs=4, lr=3e-3, seed=0,
+                        progress=False)
+    assert history["test"][-1]["loss"] < 0.7 * history["test"][0]["loss"]
+
+
+def test_cvae_colorize_samples_from_the_prior_network():
+    torch.manual_seed(0)
+    model = models.ColorCVAE(3, 4)
+
+    def forbidden(*args):
+        raise AssertionError("test-time colourings must not use the recognition network")
+
+    model.recognition = forbidden
+    L = small_set(3).L
+    torch.manual_seed(1)
+    out = model.colorize(L, 4)
+    mu, logvar = model.prior(models.grey_input(L))
+    torch.manual_seed(1)
+    z = mu + (0.5 * logvar).exp() * torch.randn(4, *mu.shape)
+    expected = model.decode(z, models.grey_input(L)).movedim(0, 1) * models.AB_SCALE
+    torch.testing.assert_close(out, expected)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="kind"):
+        models.train_colorizer("gan", small_set(8), epochs=1, width=4)
+    with pytest.raises(ValueError, match="terms"):
+        models.ColorVAE(models.color_statistics(small_set(8).ab / 100), terms=("hist", "tv"))
+    with pytest.raises(ValueError, match="L must"):
+        models.Regressor(4).colorize(torch.zeros(2, 1, 10, 10), 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_and_colorize_on_cuda():
+    model, _ = models.train_colorizer("mdn", small_set(32), epochs=1, width=4, latent=3)
+    assert next(model.parameters()).is_cuda
+    out = models.evaluate_colorizer(model, small_set(8))
+    assert 0 <= out["hue_coverage"] <= 4
+
+
+# ------------------------------------------------------------------------------ command line
+
+KEYS = {"preset", "device", "dataset", "train_seconds", "chroma_ratio", "best_of_1_error",
+        "best_of_5_error", "best_of_10_error", "diversity", "hue_coverage"}
+
+
+def test_cli_prints_json_metrics_under_smoke():
+    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
+    done = subprocess.run([sys.executable, "-m", "vaecourse", "train", "colorization",
+                           "--model", "mdn"], capture_output=True, text=True, env=env,
+                          timeout=300, check=True)
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert KEYS <= set(results)
+    assert results["preset"] == "smoke" and results["dataset"] == "synthetic"
+    assert 0 <= results["hue_coverage"] <= 4
+    assert results["best_of_10_error"] <= results["best_of_1_error"]
+
+
+def test_cli_natural_in_process(capsys, monkeypatch):
+    from vaecourse.__main__ import main
+
+    monkeypatch.delenv("VAECOURSE_PRESET", raising=False)
+    assert main(["train", "colorization", "--model", "regressor", "--data", "natural",
+                 "--preset", "smoke"]) == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert KEYS <= set(results)
+    assert results["dataset"] == "natural" and results["hue_coverage"] is None
+    assert results["diversity"] == 0.0
