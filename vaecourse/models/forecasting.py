@@ -1,0 +1,274 @@
+"""Forecasting a trajectory from a static image: regressor, CVAE and the true density (chapter 10).
+
+Every forecaster has the same two methods, which the metrics call:
+
+* ``sample(images, n) -> (n, B, T, 2)``: n futures per image;
+* ``log_prob(images, y) -> (B,)``: log p(y | image) in nats per trajectory.
+
+:class:`Regressor` predicts one path and adds a Gaussian fitted to its residuals;
+:class:`CVAE` follows Walker et al. (2016): an image tower, an encoder tower q(z | x, y) used only
+in training and a decoder tower p(y | x, z); its samples use the prior network p(z | x), and its
+log p(y | x) is estimated by importance sampling with q as the proposal;
+:class:`TrueForecaster` reads the open exits off the image and uses the exact density (eq. 10.1).
+:func:`train_forecaster` is the recipe of the chapter and of ``python -m vaecourse``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import MultivariateNormal
+from torch.utils.data import DataLoader, TensorDataset
+
+from vaecourse import config, estimators, gaussian, train
+from vaecourse.data.trajectories import Junction, make_dataset
+
+
+class ImageTower(nn.Module):
+    """Average pooling to 16 x 16, two stride-2 convolutions and a linear layer: (B, hidden).
+
+    The pooling makes the tower work at every preset's image size and keeps it cheap on a CPU
+    (the roads are wider than a 16 x 16 pixel at every size).
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AdaptiveAvgPool2d(16),
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(16 * 4 * 4, hidden), nn.ReLU(),
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+
+def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    """Two hidden ReLU layers of width ``hidden``."""
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                         nn.ReLU(), nn.Linear(hidden, outputs))
+
+
+def split_batch(batch: tuple | list) -> tuple[Tensor, Tensor]:
+    """The images and the flattened futures (B, 2T) of a batch ``(images, futures, ...)``."""
+    return batch[0], batch[1].flatten(1)
+
+
+class Regressor(nn.Module):
+    """A deterministic path y = f(x), trained by squared error; then a Gaussian on its residuals.
+
+    After :meth:`fit_residuals`, p(y | x) = N(y; f(x), Sigma), so that the regressor has an NLL
+    and samples. By default Sigma = s^2 I, the likelihood that squared error assumes, with s^2
+    fitted by maximum likelihood; ``full=True`` fits a full covariance instead.
+    """
+
+    def __init__(self, steps: int, hidden: int):
+        super().__init__()
+        self.steps = steps
+        self.tower = ImageTower(hidden)
+        self.head = mlp(hidden, hidden, 2 * steps)
+        self.register_buffer("residual_cov", torch.eye(2 * steps))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """The predicted path, flattened: shape (B, 2T)."""
+        return self.head(self.tower(images))
+
+    def loss(self, batch: tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """Squared error summed over the 2T coordinates, averaged over the batch."""
+        images, y = split_batch(batch)
+        loss = (self(images) - y).pow(2).sum(-1).mean()
+        return loss, {"loss": loss.item()}
+
+    @torch.no_grad()
+    def fit_residuals(self, images: Tensor, y: Tensor, full: bool = False,
+                      batch_size: int = 1000) -> None:
+        """Fit Sigma to the residuals r_i = y_i - f(x_i) by maximum likelihood around f.
+
+        Sigma = mean_i(|r_i|^2) / 2T * I (isotropic, the default) or mean_i r_i r_i^T (full).
+        """
+        self.eval()
+        device = self.residual_cov.device
+        batches = zip(images.split(batch_size), y.split(batch_size), strict=True)
+        r = torch.cat([yb.flatten(1).to(device) - self(xb.to(device)) for xb, yb in batches])
+        if full:
+            self.residual_cov = r.T @ r / len(r)
+        else:
+            self.residual_cov = r.pow(2).mean() * torch.eye(r.shape[1], device=device)
+
+    def density(self, images: Tensor) -> MultivariateNormal:
+        """N(f(x), Sigma) over flattened futures, batch shape (B,)."""
+        return MultivariateNormal(self(images), self.residual_cov)
+
+    @torch.no_grad()
+    def sample(self, images: Tensor, n: int) -> Tensor:
+        """n draws of N(f(x), Sigma) per image: shape (n, B, T, 2)."""
+        return self.density(images).sample((n,)).unflatten(-1, (self.steps, 2))
+
+    @torch.no_grad()
+    def log_prob(self, images: Tensor, y: Tensor) -> Tensor:
+        """log N(y; f(x), Sigma): shape (B,)."""
+        return self.density(images).log_prob(y.flatten(-2))
+
+
+class CVAE(nn.Module):
+    """The conditional VAE of Walker et al. (2016) on flattened futures y (2T numbers).
+
+    * image tower h = g(x);
+    * prior network p(z | x) = N(mu_p(h), diag exp(logvar_p(h))), a learned prior (Sohn et al.);
+    * encoder tower q(z | x, y) = N(mu_q(h, y), diag exp(logvar_q(h, y))), used only in training
+      and as the importance sampler of :meth:`log_prob`;
+    * decoder tower p(y | x, z) = N(mu_d(h, z), diag exp(logvar_d)), logvar_d learned per
+      coordinate. Its first layer W [h; z] + b is written as (W_h h + b) + W_z z, so that the
+      image's part is computed once for all samples of z.
+    """
+
+    def __init__(self, steps: int, hidden: int, latent: int = 4, eval_samples: int = 1000):
+        super().__init__()
+        self.steps, self.latent, self.eval_samples = steps, latent, eval_samples
+        self.tower = ImageTower(hidden)
+        self.prior_net = nn.Linear(hidden, 2 * latent)
+        self.encoder = mlp(hidden + 2 * steps, hidden, 2 * latent)
+        self.decoder_h = nn.Linear(hidden, hidden)
+        self.decoder_z = nn.Linear(latent, hidden, bias=False)
+        self.decoder = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 2 * steps))
+        self.decoder_logvar = nn.Parameter(torch.full((2 * steps,), -6.0))
+
+    def prior(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) of p(z | x) from image features h: each (B, latent)."""
+        mu, logvar = self.prior_net(h).chunk(2, -1)
+        return mu, logvar
+
+    def encode(self, h: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) of q(z | x, y) from image features h and flattened futures y."""
+        mu, logvar = self.encoder(torch.cat([h, y], -1)).chunk(2, -1)
+        return mu, logvar
+
+    def decode(self, h: Tensor, z: Tensor) -> Tensor:
+        """The mean of p(y | x, z) for z of shape (..., B, latent): shape (..., B, 2T)."""
+        return self.decoder(self.decoder_h(h) + self.decoder_z(z))
+
+    def loss(self, batch: tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """-ELBO = -log p(y | x, z) + KL(q(z | x, y) || p(z | x)), z ~ q; the batch mean."""
+        images, y = split_batch(batch)
+        h = self.tower(images)
+        mu_q, logvar_q = self.encode(h, y)
+        mu_p, logvar_p = self.prior(h)
+        z = gaussian.reparameterize(mu_q, logvar_q)
+        recon = -gaussian.log_normal_diag(y, self.decode(h, z), self.decoder_logvar.expand_as(y))
+        kl = gaussian.kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)
+        loss = (recon + kl).mean()
+        return loss, {"loss": loss.item(), "reconstruction": recon.mean().item(),
+                      "kl": kl.mean().item()}
+
+    @torch.no_grad()
+    def sample(self, images: Tensor, n: int, from_prior: bool = True,
+               y: Tensor | None = None) -> Tensor:
+        """n futures per image, z ~ p(z | x) (or z ~ q(z | x, y) with ``from_prior=False``).
+
+        Each future is a draw of p(y | x, z), noise included: shape (n, B, T, 2).
+        """
+        h = self.tower(images)
+        if from_prior:
+            mu, logvar = self.prior(h)
+        elif y is None:
+            raise ValueError("y must be given to sample from the recognition network q(z | x, y)")
+        else:
+            mu, logvar = self.encode(h, y.flatten(-2))
+        z = gaussian.reparameterize(mu, logvar, sample_shape=(n,))
+        out = gaussian.reparameterize(self.decode(h, z), self.decoder_logvar.expand(
+            *z.shape[:-1], 2 * self.steps))
+        return out.unflatten(-1, (self.steps, 2))
+
+    @torch.no_grad()
+    def log_weights(self, images: Tensor, y: Tensor, k: int) -> Tensor:
+        """log w = log p(y | x, z) + log p(z | x) - log q(z | x, y), z ~ q: shape (B, k)."""
+        h, y = self.tower(images), y.flatten(-2)
+        mu_q, logvar_q = self.encode(h, y)
+        mu_p, logvar_p = self.prior(h)
+        z = gaussian.reparameterize(mu_q, logvar_q, sample_shape=(k,))
+        mean = self.decode(h, z)
+        log_w = (gaussian.log_normal_diag(y, mean, self.decoder_logvar.expand_as(mean))
+                 + gaussian.log_normal_diag(z, mu_p, logvar_p)
+                 - gaussian.log_normal_diag(z, mu_q, logvar_q))
+        return log_w.movedim(0, -1)
+
+    @torch.no_grad()
+    def log_prob(self, images: Tensor, y: Tensor, chunk: int = 500) -> Tensor:
+        """log p(y | x) ~ log mean_k w_k with k = ``eval_samples`` draws of q: shape (B,)."""
+        log_w = torch.cat([self.log_weights(images, y, min(chunk, self.eval_samples - start))
+                           for start in range(0, self.eval_samples, chunk)], -1)
+        return estimators.log_mean_exp(log_w)
+
+
+class TrueForecaster(nn.Module):
+    """The oracle: reads the open exits off each image and uses the exact density (eq. 10.1)."""
+
+    def __init__(self, junction: Junction):
+        super().__init__()
+        self.junction = junction
+
+    @torch.no_grad()
+    def sample(self, images: Tensor, n: int) -> Tensor:
+        """n exact draws of p(y | x) per image: shape (n, B, T, 2)."""
+        y, _ = self.junction.sample(self.junction.read_open_exits(images.cpu()), n)
+        return y.to(images.device)
+
+    @torch.no_grad()
+    def log_prob(self, images: Tensor, y: Tensor) -> Tensor:
+        """The exact log p(y | x): shape (B,)."""
+        open_mask = self.junction.read_open_exits(images.cpu())
+        return self.junction.log_prob(y.cpu(), open_mask).to(images.device)
+
+
+@dataclass
+class ForecastRun:
+    """A trained forecaster, its history, its training time and the test scenes."""
+
+    model: nn.Module
+    history: train.History
+    train_seconds: float
+    junction: Junction
+    test: TensorDataset  # images, futures, open masks, exits
+
+
+def forecasting_data(seed: int = 0) -> tuple[Junction, TensorDataset, TensorDataset]:
+    """The preset's training scenes (``forecast_size``) and test scenes (a tenth as many)."""
+    p = config.preset()
+    junction = Junction()
+    generator = torch.Generator().manual_seed(seed)
+    train_set = make_dataset(junction, p.forecast_size, p.image_size, generator)
+    test_set = make_dataset(junction, max(1, p.forecast_size // 10), p.image_size, generator)
+    return junction, train_set, test_set
+
+
+def kde_samples() -> int:
+    """Samples per scene for KDE-NLL: Trajectron++'s 2000, at most the preset's eval_samples."""
+    return min(2000, config.preset().eval_samples)
+
+
+def train_forecaster(kind: str, latent: int = 4, epochs: int | None = None, seed: int = 0,
+                     progress: bool = True) -> ForecastRun:
+    """Train the preset's ``"regressor"`` or ``"cvae"`` on the junction scenes.
+
+    ``epochs`` defaults to the preset's; the regressor's residual Gaussian is fitted on the
+    training scenes after training; the CVAE estimates log p(y | x) with the preset's
+    ``eval_samples``.
+    """
+    if kind not in ("regressor", "cvae"):
+        raise ValueError(f"kind must be 'regressor' or 'cvae', got {kind!r}")
+    p = config.preset()
+    junction, train_set, test_set = forecasting_data(seed)
+    config.seed_everything(seed)
+    model = (Regressor(junction.steps, p.hidden) if kind == "regressor"
+             else CVAE(junction.steps, p.hidden, latent, p.eval_samples))
+    loader = DataLoader(train_set, batch_size=p.batch_size, shuffle=True)
+    start = time.perf_counter()
+    history = train.fit(model, loader, epochs=epochs or p.epochs, seed=seed, progress=progress)
+    if kind == "regressor":
+        model.fit_residuals(*train_set.tensors[:2])
+    return ForecastRun(model, history, time.perf_counter() - start, junction, test_set)
