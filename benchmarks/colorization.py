@@ -11,37 +11,19 @@ markdown table: machine, preset, wall time, best-of-k ab errors, diversity, chro
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
-import torch
-
 from vaecourse import config
-from vaecourse.__main__ import parser
+from vaecourse.__main__ import run_command
 
 MODELS = ("regressor", "cvae", "mdn")
 DATASETS = ("synthetic", "natural")
 
 
-def machine() -> str:
-    """The CPU model (and GPU name when CUDA is present)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    cpu = f"{cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
-    return cpu + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
-
-
 def run(model: str, dataset: str, preset: str, seed: int) -> dict:
     """Train and evaluate one colorizer exactly as the command line does."""
-    args = parser().parse_args(["train", "colorization", "--model", model, "--data", dataset,
-                                "--preset", preset, "--seed", str(seed)])
-    os.environ[config.ENV_VAR] = preset
-    return args.run(args)
+    return run_command(["train", "colorization", "--model", model, "--data", dataset,
+                        "--preset", preset, "--seed", str(seed)])
 
 
 def targets(rows: dict[tuple[str, str], dict]) -> list[str]:
@@ -87,7 +69,7 @@ def main() -> None:
     rows = {(m, d): run(m, d, args.preset, args.seed) for d in DATASETS for m in MODELS}
     wall = time.perf_counter() - start
     p = config.preset(args.preset)
-    print(f"machine: {machine()}  \npreset: {p.name} ({p.color_images} training images of "
+    print(f"machine: {config.machine()}  \npreset: {p.name} ({p.color_images} training images of "
           f"{p.image_size}x{p.image_size}, {p.color_epochs} epochs, width {p.color_width})  \n"
           f"wall time: {wall:.0f} s\n")
     print(table(rows))

@@ -11,23 +11,18 @@ and total variation, KDE-NLL beside the exact per-step NLL, and whether the cpu-
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-from vae_mnist import machine
-
 from vaecourse import config
-from vaecourse.__main__ import parser
+from vaecourse.__main__ import run_command
 
 TARGETS = "CVAE gap <= 2, regressor gap >= 10, coverage >= 0.95, TV <= 0.1, minADE <= 1.3 oracle"
 
 
 def run(model: str, preset: str, seed: int) -> dict:
     """Train and evaluate one forecaster exactly as ``python -m vaecourse train forecasting``."""
-    args = parser().parse_args(["train", "forecasting", "--model", model, "--preset", preset,
-                                "--seed", str(seed)])
-    os.environ[config.ENV_VAR] = preset
-    return args.run(args)
+    return run_command(["train", "forecasting", "--model", model, "--preset", preset,
+                        "--seed", str(seed)])
 
 
 def targets_met(reg: dict, cvae: dict) -> bool:
@@ -59,7 +54,7 @@ def main() -> None:
     start = time.perf_counter()
     reg, cvae = (run(model, options.preset, options.seed) for model in ("regressor", "cvae"))
     wall = time.perf_counter() - start
-    print(f"machine: {machine()}; preset: {options.preset}; device: {cvae['device']}; "
+    print(f"machine: {config.machine()}; preset: {options.preset}; device: {cvae['device']}; "
           f"wall time: {wall:.0f} s; test scenes {cvae['test_size']}, NLL and KDE on "
           f"{cvae['eval_size']} ({cvae['eval_samples']} importance samples, "
           f"{cvae['kde_samples']} KDE samples)\n")

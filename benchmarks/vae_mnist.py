@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import time
 
-import torch
-
 from vaecourse import config
-from vaecourse.__main__ import parser
+from vaecourse.__main__ import run_command
 
 CONFIGS = [
     ["--latent", "2"],
@@ -29,23 +25,9 @@ CONFIGS = [
 ]
 
 
-def machine() -> str:
-    """The CPU model (and GPU name when CUDA is present)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    cpu = f"{cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
-    return cpu + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
-
-
 def run(options: list[str], preset: str, seed: int) -> dict:
     """Train and evaluate one configuration exactly as ``python -m vaecourse train vae`` does."""
-    args = parser().parse_args(["train", "vae", "--preset", preset, "--seed", str(seed), *options])
-    os.environ[config.ENV_VAR] = preset
-    return args.run(args)
+    return run_command(["train", "vae", "--preset", preset, "--seed", str(seed), *options])
 
 
 def table(rows: list[dict]) -> str:
@@ -70,7 +52,7 @@ def main() -> None:
     start = time.perf_counter()
     rows = [run(options, args.preset, args.seed) for options in CONFIGS]
     p = config.preset(args.preset)
-    print(f"machine: {machine()}  ")
+    print(f"machine: {config.machine()}  ")
     print(f"preset: {p.name} (data {rows[0]['data']}, {p.vae_epochs} epochs, hidden {p.hidden}, "
           f"log p(x) with {p.eval_samples} importance samples on {rows[0]['eval_size']} test "
           f"digits), seed {args.seed}, wall time {time.perf_counter() - start:.0f} s\n")

@@ -1,6 +1,7 @@
 """vaecourse.config: presets, device, seeds, provenance."""
 
 import dataclasses
+import os
 import re
 
 import numpy as np
@@ -83,9 +84,11 @@ def test_provenance_prints_what_produced_the_results(capsys, monkeypatch):
     assert info["torch"] == torch.__version__
 
 
-def test_knobs_is_a_plain_dict():
-    assert config.knobs("smoke")["name"] == "smoke"
-    assert config.knobs("cpu") == dataclasses.asdict(config.PRESETS["cpu"])
+def test_machine_names_cpu_cores_and_threads(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    text = config.machine()
+    assert f"({os.cpu_count()} cores, torch threads {torch.get_num_threads()})" in text
+    assert "GPU" not in text
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -164,14 +164,22 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the command and print its metrics as the last line of stdout (for
-    ``grade``: the grades table)."""
+def run_command(argv: list[str] | None = None) -> dict[str, object] | str:
+    """Parse ``argv`` and run the command in this process; ``--preset`` sets the active preset.
+
+    Returns a ``train`` command's metrics (benchmarks/ call this) or the ``grade`` table.
+    """
     args = parser().parse_args(argv)
     if getattr(args, "preset", None) is not None:
         os.environ[config.ENV_VAR] = args.preset
+    return args.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command and print its metrics as the last line of stdout (for ``grade``: the
+    grades table)."""
     try:
-        results = args.run(args)
+        results = run_command(argv)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ Every cost knob of the book (data size, epochs, samples, model width) is a field
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import platform
@@ -130,6 +129,17 @@ def provenance() -> dict[str, str]:
     return info
 
 
-def knobs(name: str | None = None) -> dict[str, object]:
-    """The fields of a preset as a plain dict (for JSON output and tables)."""
-    return dataclasses.asdict(preset(name))
+def machine() -> str:
+    """The CPU model, its core count and torch's threads, and the GPU's name when CUDA is present.
+
+    Benchmarks print it above their tables.
+    """
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cpu = f"{cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+    return cpu + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+
