@@ -15,13 +15,15 @@ from notebooks import ROOT
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 
 
-def nbgrader(course, *args):
+def nbgrader(course, *args) -> str:
+    """Run ``nbgrader ARGS`` in ``course``; return its output (it must succeed)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # nbgrader runs alembic
     result = subprocess.run(
         [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{log}"
+    return log
 
 
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
@@ -66,3 +68,11 @@ def test_unchanged_release_scores_zero(course):
     ps, tmp = course
     score, _ = autograded_points(tmp, ps, "blank")
     assert score == 0, f"the unanswered {ps} release earns {score} points"
+
+
+@pytest.mark.parametrize("ps", ASSIGNMENTS)
+def test_validator_passes_the_master_and_fails_the_release(ps, tmp_path):
+    master = nbgrader(tmp_path, "validate", str(ROOT / "solutions" / ps / f"{ps}.ipynb"))
+    assert "Success! Your notebook passes all the tests." in master, master[-3000:]
+    release = nbgrader(tmp_path, "validate", str(ROOT / "exercises" / ps / f"{ps}.ipynb"))
+    assert "VALIDATION FAILED" in release, f"the unanswered {ps} release passes the validator"
