@@ -10,8 +10,9 @@ markdown table: machine, preset, wall time, best-of-k ab errors, diversity, chro
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from common import options
 
 from vaecourse import config
 from vaecourse.__main__ import run_command
@@ -61,10 +62,7 @@ def table(rows: dict[tuple[str, str], dict]) -> str:
 
 def main() -> None:
     """Run every model on every data set and print the table and the targets."""
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--preset", choices=sorted(config.PRESETS), default=config.preset_name())
-    cli.add_argument("--seed", type=int, default=0)
-    args = cli.parse_args()
+    args = options(__doc__.splitlines()[0])
     start = time.perf_counter()
     rows = {(m, d): run(m, d, args.preset, args.seed) for d in DATASETS for m in MODELS}
     wall = time.perf_counter() - start

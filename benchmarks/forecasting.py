@@ -10,8 +10,9 @@ and total variation, KDE-NLL beside the exact per-step NLL, and whether the cpu-
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from common import options
 
 from vaecourse import config
 from vaecourse.__main__ import run_command
@@ -47,14 +48,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--preset", choices=sorted(config.PRESETS), default=config.preset_name())
-    cli.add_argument("--seed", type=int, default=0)
-    options = cli.parse_args()
+    args = options(__doc__.splitlines()[0])
     start = time.perf_counter()
-    reg, cvae = (run(model, options.preset, options.seed) for model in ("regressor", "cvae"))
+    reg, cvae = (run(model, args.preset, args.seed) for model in ("regressor", "cvae"))
     wall = time.perf_counter() - start
-    print(f"machine: {config.machine()}; preset: {options.preset}; device: {cvae['device']}; "
+    print(f"machine: {config.machine()}; preset: {args.preset}; device: {cvae['device']}; "
           f"wall time: {wall:.0f} s; test scenes {cvae['test_size']}, NLL and KDE on "
           f"{cvae['eval_size']} ({cvae['eval_samples']} importance samples, "
           f"{cvae['kde_samples']} KDE samples)\n")

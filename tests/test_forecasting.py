@@ -1,14 +1,11 @@
 """Tests of the forecasters, their metrics and ``train forecasting`` (chapter 10)."""
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import train_cli
 from scipy import stats
 from scipy.special import logsumexp
 from torch.distributions import MultivariateNormal, Normal
@@ -163,11 +160,7 @@ KEYS = {"preset", "device", "train_seconds", "nll", "bayes_floor", "nll_gap", "m
 
 
 def test_train_forecasting_subprocess_prints_json_metrics():
-    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
-    done = subprocess.run([sys.executable, "-m", "vaecourse", "train", "forecasting",
-                           "--model", "regressor"], capture_output=True, text=True, env=env,
-                          timeout=300, check=True)
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results, _ = train_cli("forecasting", "--model", "regressor")
     assert KEYS <= set(results) and results["preset"] == "smoke"
     assert results["model"] == "regressor" and results["kde_samples"] == 100
     assert results["nll_gap"] == pytest.approx(results["nll"] - results["bayes_floor"], abs=1e-6)
