@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 
+import nbformat
 import pytest
 from conftest import BIN
+from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 from notebooks import ROOT
 
@@ -76,3 +78,22 @@ def test_validator_passes_the_master_and_fails_the_release(ps, tmp_path):
     assert "Success! Your notebook passes all the tests." in master, master[-3000:]
     release = nbgrader(tmp_path, "validate", str(ROOT / "exercises" / ps / f"{ps}.ipynb"))
     assert "VALIDATION FAILED" in release, f"the unanswered {ps} release passes the validator"
+
+
+@pytest.mark.parametrize("ps", ASSIGNMENTS)
+def test_release_runs_up_to_the_first_unanswered_cell(ps):
+    """What a student sees on opening a release: every cell before the first answer runs."""
+    path = ROOT / "exercises" / ps / f"{ps}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    folder = {"metadata": {"path": str(path.parent)}}
+    NotebookClient(nb, timeout=300, allow_errors=True, resources=folder).execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    answers = [i for i, c in enumerate(code) if c.metadata.get("nbgrader", {}).get("solution")]
+    first_answer = answers[0]
+    errors = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
+    assert errors and errors[0] >= first_answer, (
+        f"{ps}: cells before the first answer (cell {first_answer}) must run, got errors in "
+        f"cells {errors[:5]}"
+    )
+    error = next(o for o in code[errors[0]].outputs if o.output_type == "error")
+    assert error.ename == "NotImplementedError", f"{ps}: the first failure is {error.ename}"
