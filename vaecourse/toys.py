@@ -78,7 +78,45 @@ def std_normal_prior(dim: int) -> Independent:
     return Independent(Normal(torch.zeros(dim, dtype=DTYPE), torch.ones(dim, dtype=DTYPE)), 1)
 
 
-class LinearGaussianModel:
+class GaussianDecoderModel:
+    """z ~ N(0, I), x | z ~ N(decode(z), sigma^2 I): what both toy models share.
+
+    Subclasses set ``data_dim``, ``latent_dim``, ``sigma`` and ``prior`` and define ``decode``.
+    """
+
+    data_dim: int
+    latent_dim: int
+    sigma: float
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               return_z: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """n draws x = decode(z) + sigma eps (shape (n, data_dim)), and z too if ``return_z``."""
+        n = _check_count(n)
+        z = torch.randn(n, self.latent_dim, generator=generator, dtype=DTYPE)
+        noise = torch.randn(n, self.data_dim, generator=generator, dtype=DTYPE)
+        x = self.decode(z) + self.sigma * noise
+        return (x, z) if return_z else x
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) = log N(z; 0, I), shape (...)."""
+        return log_std_normal(_as_latent(z, self.latent_dim))
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) = log N(x; decode(z), sigma^2 I) for x (N, D), z (..., N, d): (..., N)."""
+        x, z = _check_pair(x, z, self.data_dim, self.latent_dim)
+        sq = ((x - self.decode(z)) ** 2).sum(-1)
+        log_norm = 0.5 * self.data_dim * math.log(2 * math.pi * self.sigma**2)
+        return -0.5 * sq / self.sigma**2 - log_norm
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) = log p(x | z) + log p(z), shape (..., N)."""
+        return self.log_likelihood(x, z) + self.log_prior(z)
+
+
+class LinearGaussianModel(GaussianDecoderModel):
     """z ~ N(0, 1), x | z ~ N(theta z, sigma^2): p(x; theta) = N(0, theta^2 + sigma^2)."""
 
     data_dim = 1
@@ -91,31 +129,9 @@ class LinearGaussianModel:
         self.sigma = _check_positive(sigma, "sigma")
         self.prior = std_normal_prior(1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               return_z: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """n draws of x (shape (n, 1)), and of z too if ``return_z``."""
-        n = _check_count(n)
-        z = torch.randn(n, 1, generator=generator, dtype=DTYPE)
-        x = self.decode(z) + self.sigma * torch.randn(n, 1, generator=generator, dtype=DTYPE)
-        return (x, z) if return_z else x
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The mean of p(x | z): theta z."""
         return self.theta * _as_latent(z, 1)
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) = log N(z; 0, 1), shape (...)."""
-        return log_std_normal(_as_latent(z, 1))
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) = log N(x; theta z, sigma^2) for x (N, 1), z (..., N, 1): shape (..., N)."""
-        x, z = _check_pair(x, z, 1, 1)
-        return (-0.5 * ((x - self.theta * z) / self.sigma) ** 2
-                - math.log(self.sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x, z) = log p(x | z) + log p(z), shape (..., N)."""
-        return self.log_likelihood(x, z) + self.log_prior(z)
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) = log N(x; 0, theta^2 + sigma^2), shape (N,)."""
@@ -176,7 +192,7 @@ class MultivariateStudentT(Distribution):
                 - log_det - 0.5 * (nu + d) * torch.log1p(maha / nu))
 
 
-class RingModel:
+class RingModel(GaussianDecoderModel):
     """z ~ N(0, I_2), g(z) = alpha z + z/||z||, x | z ~ N(g(z), sigma^2 I_2), alpha >= 0."""
 
     data_dim = 2
@@ -189,32 +205,10 @@ class RingModel:
         self.sigma = _check_positive(sigma, "sigma")
         self.prior = std_normal_prior(2)
 
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               return_z: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """n draws x = g(z) + sigma eps from p(x) (shape (n, 2)), and z too if ``return_z``."""
-        n = _check_count(n)
-        z = torch.randn(n, 2, generator=generator, dtype=DTYPE)
-        x = self.decode(z) + self.sigma * torch.randn(n, 2, generator=generator, dtype=DTYPE)
-        return (x, z) if return_z else x
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """g(z) = alpha z + z / ||z||, shape (..., 2)."""
         z = _as_latent(z, 2)
         return self.alpha * z + z / z.norm(dim=-1, keepdim=True)
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) = log N(z; 0, I_2), shape (...)."""
-        return log_std_normal(_as_latent(z, 2))
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) = log N(x; g(z), sigma^2 I) for x (N, 2), z (..., N, 2): shape (..., N)."""
-        x, z = _check_pair(x, z, 2, 2)
-        sq = ((x - self.decode(z)) ** 2).sum(-1)
-        return -0.5 * sq / self.sigma**2 - math.log(2 * math.pi * self.sigma**2)
-
-    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x, z) = log p(x | z) + log p(z), shape (..., N)."""
-        return self.log_likelihood(x, z) + self.log_prior(z)
 
     def log_radial_integrand(self, r: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """log h(r; s), the integrand of p(x) = int_0^inf h(r; s) dr, where s = ||x||,
