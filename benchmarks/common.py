@@ -5,9 +5,15 @@ import argparse
 from vaecourse import config
 
 
-def options(description: str) -> argparse.Namespace:
-    """Parse ``--preset`` (default: the active preset) and ``--seed`` (default 0)."""
+def parser(description: str) -> argparse.ArgumentParser:
+    """``--preset`` (default: the active preset) and ``--seed`` (default 0); a script may add
+    its own options."""
     cli = argparse.ArgumentParser(description=description)
     cli.add_argument("--preset", choices=sorted(config.PRESETS), default=config.preset_name())
     cli.add_argument("--seed", type=int, default=0)
-    return cli.parse_args()
+    return cli
+
+
+def options(description: str) -> argparse.Namespace:
+    """Parse the options of :func:`parser`."""
+    return parser(description).parse_args()

