@@ -62,6 +62,42 @@ def test_bibliography_holds_the_reading_lists(html):
         assert words.lower() in page.lower(), f"the bibliography page lacks {key} ({words}...)"
 
 
+@pytest.mark.slow
+def test_execution_page_lists_how_each_chapter_ran(html):
+    """One row per chapter: its link, and the preset, device, date and run time of its stored
+    run, read from the notebook (book/_ext/chapter_runs.py)."""
+    page = (html / "book" / "execution.html").read_text()
+    table = page[page.index("<table"):page.index("</table>")]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.S)[1:]
+    assert len(rows) == len(CHAPTERS)
+    for path, row in zip(CHAPTERS, rows, strict=True):
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", row, re.S)]
+        cells_of = nbformat.read(path, as_version=4).cells
+        first = next(c for c in cells_of if c.cell_type == "code").outputs[0].text  # provenance
+        preset, device, date = (re.search(rf"{key}=([^,\n]+)", first).group(1)
+                                for key in ("preset", "device", "date"))
+        assert f'href="{path.stem}.html"' in row
+        assert cells[1:4] == [preset, device, date], (path.name, cells)
+        assert re.fullmatch(r"\d+\.\d min", cells[4]), (path.name, cells[4])
+
+
+def test_chapter_runs_reads_provenance_and_timestamps(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "book" / "_ext"))
+    from chapter_runs import provenance, run_seconds
+
+    cell = {"outputs": [{"text": "vaecourse provenance: preset=gpu, device=cuda, gpu=H100, "
+                                 "date=2026-01-02\n"}]}
+    assert provenance(cell) == {"preset": "gpu", "device": "cuda", "gpu": "H100",
+                                "date": "2026-01-02"}
+    assert provenance({"outputs": [{"text": "hello"}]}) == {}
+    stamps = [{"metadata": {"execution": {"iopub.execute_input": "2026-01-02T10:00:00.5Z",
+                                          "shell.execute_reply": "2026-01-02T10:00:01Z"}}},
+              {"metadata": {"execution": {"iopub.execute_input": "2026-01-02T10:01:00Z",
+                                          "shell.execute_reply": "2026-01-02T10:02:30.5Z"}}}]
+    assert run_seconds(stamps) == 150.0
+    assert run_seconds([{"metadata": {}}]) is None
+
+
 def chapter_with_math_and_figures():
     for path in CHAPTERS:
         nb = nbformat.read(path, as_version=4)
