@@ -1,5 +1,7 @@
 """The installed stack is the pinned one: exact pins, one CPU-or-CUDA torch 2.13.0, no conflicts."""
 
+import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -42,3 +44,18 @@ def test_one_torch_and_no_stray_cuda_wheels():
 def test_pip_check_finds_no_conflict():
     result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_binder_builds_the_same_environment():
+    """Binder (the launch buttons) reads .binder/: the same Python as the Makefile, the pinned
+    requirements with the CPU torch, and the vaecourse package installed after them."""
+    binder = ROOT / ".binder"
+    makefile = (ROOT / "Makefile").read_text()
+    version = re.search(r"^PYTHON \?= python(\d+\.\d+)$", makefile, flags=re.M).group(1)
+    assert (binder / "runtime.txt").read_text().strip() == f"python-{version}"
+    lines = [line.strip() for line in (binder / "requirements.txt").read_text().splitlines()]
+    assert "-r ../requirements.txt" in lines
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    post_build = binder / "postBuild"
+    assert os.access(post_build, os.X_OK), ".binder/postBuild must be executable"
+    assert "pip install --no-deps -e ." in post_build.read_text()
