@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 
-from common import parser
+from common import markdown_table, parser
 
 from vaecourse import config
 from vaecourse.__main__ import run_command
+from vaecourse.data.colorization import SOURCES as DATASETS
 
 MODELS = ("regressor", "cvae", "mdn")
-DATASETS = ("synthetic", "natural", "lfw")
 
 
 def run(model: str, dataset: str, preset: str, seed: int) -> dict:
@@ -56,15 +56,16 @@ def targets(rows: dict[tuple[str, str], dict]) -> list[str]:
 
 def table(rows: dict[tuple[str, str], dict]) -> str:
     """The markdown table (ab errors in Lab units, 10 colourings per test image)."""
-    lines = ["| data | model | train images | train s | best of 1 | best of 5 | best of 10 "
-             "| diversity | chroma ratio | hue coverage |", "|---" * 10 + "|"]
+    header = ["data", "model", "train images", "train s", "best of 1", "best of 5", "best of 10",
+              "diversity", "chroma ratio", "hue coverage"]
+    lines = []
     for (model, dataset), r in rows.items():
         coverage = "" if r["hue_coverage"] is None else f"{r['hue_coverage']:.2f}"
-        lines.append(f"| {dataset} | {model} | {r['train_images']} | {r['train_seconds']:.0f} "
-                     f"| {r['best_of_1_error']:.2f} | {r['best_of_5_error']:.2f} "
-                     f"| {r['best_of_10_error']:.2f} | {r['diversity']:.2f} "
-                     f"| {r['chroma_ratio']:.2f} | {coverage} |")
-    return "\n".join(lines)
+        lines.append([dataset, model, str(r["train_images"]), f"{r['train_seconds']:.0f}",
+                      *(f"{r[k]:.2f}" for k in ("best_of_1_error", "best_of_5_error",
+                                                "best_of_10_error", "diversity", "chroma_ratio")),
+                      coverage])
+    return markdown_table(header, lines)
 
 
 def main() -> None:

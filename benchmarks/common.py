@@ -1,4 +1,4 @@
-"""What every benchmark script shares: its command line (--preset, --seed)."""
+"""What every benchmark script shares: its command line (--preset, --seed) and its table."""
 
 import argparse
 
@@ -17,3 +17,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 def options(description: str) -> argparse.Namespace:
     """Parse the options of :func:`parser`."""
     return parser(description).parse_args()
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table: the header, the separator line, then one line per row of cells."""
+    lines = ["| " + " | ".join(cells) + " |" for cells in (header, *rows)]
+    return "\n".join([lines[0], "|---" * len(header) + "|", *lines[1:]])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from common import options
+from common import markdown_table, options
 
 from vaecourse import config
 from vaecourse.__main__ import run_command
@@ -34,17 +34,16 @@ def targets_met(reg: dict, cvae: dict) -> bool:
 
 def table(rows: list[dict]) -> str:
     """The markdown table (NLL in nats per trajectory, KDE-NLL in nats per time step)."""
-    lines = ["| model | train s | NLL | floor | gap | minADE_20 (oracle) | minFDE_20 (oracle) "
-             "| coverage | TV | KDE-NLL (oracle, exact) |", "|---" * 10 + "|"]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['train_seconds']:.0f} | {r['nll']:.2f} | {r['bayes_floor']:.2f} "
-            f"| {r['nll_gap']:.2f} ± {r['nll_gap_se']:.2f} | {r['min_ade_20']:.3f} "
-            f"({r['oracle_min_ade_20']:.3f}) | {r['min_fde_20']:.3f} "
-            f"({r['oracle_min_fde_20']:.3f}) | {r['mode_coverage']:.3f} | {r['mode_tv']:.3f} "
-            f"| {r['kde_nll']:.2f} "
-            f"({r['oracle_kde_nll']:.2f}, {r['exact_step_nll']:.2f}) |")
-    return "\n".join(lines)
+    header = ["model", "train s", "NLL", "floor", "gap", "minADE_20 (oracle)",
+              "minFDE_20 (oracle)", "coverage", "TV", "KDE-NLL (oracle, exact)"]
+    lines = [[r["model"], f"{r['train_seconds']:.0f}", f"{r['nll']:.2f}", f"{r['bayes_floor']:.2f}",
+              f"{r['nll_gap']:.2f} ± {r['nll_gap_se']:.2f}",
+              f"{r['min_ade_20']:.3f} ({r['oracle_min_ade_20']:.3f})",
+              f"{r['min_fde_20']:.3f} ({r['oracle_min_fde_20']:.3f})",
+              f"{r['mode_coverage']:.3f}", f"{r['mode_tv']:.3f}",
+              f"{r['kde_nll']:.2f} ({r['oracle_kde_nll']:.2f}, {r['exact_step_nll']:.2f})"]
+             for r in rows]
+    return markdown_table(header, lines)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-from common import options
+from common import markdown_table, options
 
 from vaecourse import config
 from vaecourse.__main__ import run_command
@@ -33,16 +33,13 @@ def run(options: list[str], preset: str, seed: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     """The markdown table of the results (nats per example; ± one standard error)."""
-    lines = ["| objective | latent | epochs | train s | test ELBO | log p(x) | gap | active |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        name = "VAE" if r["objective"] == "vae" else f"IWAE k={r['k']}"
-        lines.append(
-            f"| {name} | {r['latent']} | {r['epochs']} | {r['train_seconds']:.0f} "
-            f"| {r['test_elbo']:.2f} | {r['test_log_likelihood']:.2f} ± "
-            f"{r['test_log_likelihood_se']:.2f} | {r['likelihood_gap']:.2f} ± "
-            f"{r['likelihood_gap_se']:.2f} | {r['active_units']}/{r['latent']} |")
-    return "\n".join(lines)
+    header = ["objective", "latent", "epochs", "train s", "test ELBO", "log p(x)", "gap", "active"]
+    lines = [["VAE" if r["objective"] == "vae" else f"IWAE k={r['k']}", str(r["latent"]),
+              str(r["epochs"]), f"{r['train_seconds']:.0f}", f"{r['test_elbo']:.2f}",
+              f"{r['test_log_likelihood']:.2f} ± {r['test_log_likelihood_se']:.2f}",
+              f"{r['likelihood_gap']:.2f} ± {r['likelihood_gap_se']:.2f}",
+              f"{r['active_units']}/{r['latent']}"] for r in rows]
+    return markdown_table(header, lines)
 
 
 def main() -> None:
