@@ -178,3 +178,16 @@ def test_cli_trains_on_lfw(cached_lfw, capsys, monkeypatch):
     assert results["dataset"] == "lfw" and results["hue_coverage"] is None
     assert results["train_images"] == 10 * PHOTOS and results["test_images"] == 2 * PHOTOS
     assert results["best_of_10_error"] <= results["best_of_1_error"]
+
+
+def test_chapter_describes_the_loader_as_it_is():
+    """Chapter 9's LFW section states the crop and the split: they must be the code's."""
+    import nbformat
+    from notebooks import ROOT
+
+    notebook = nbformat.read(ROOT / "book" / "09_colorization.ipynb", as_version=4)
+    text = " ".join(" ".join(c.source.split()) for c in notebook.cells if c.cell_type == "markdown")
+    assert f"the central {data.LFW_CROP:.0%} of each side" in text
+    assert data.LFW_TEST_EVERY == 10 and "every tenth person" in text
+    assert len(data.LFW_URLS) == 2  # the chapter names both sources
+    assert "scikit-learn's mirror or the original site" in text
