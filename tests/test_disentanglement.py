@@ -78,6 +78,15 @@ def test_the_binning_caps_the_mutual_information():
     assert per_factor == pytest.approx([0.5, 1.0], abs=1e-12)
 
 
+def test_the_gap_is_to_the_second_best_code():
+    """Factor 0 (4 values) is read off code 0 (I = log 4) and half of it off code 1 (I = log 2):
+    gap (log 4 - log 2) / log 4 = 1/2; factor 1 has code 2 alone: gap 1; a dead code adds 0."""
+    factors = grid(4, 3)
+    codes = np.stack([factors[:, 0], factors[:, 0] // 2, factors[:, 1], np.zeros(12)], 1)
+    assert D.mig_per_factor(codes.astype(float), factors) == pytest.approx([0.5, 1.0], abs=1e-12)
+    assert D.mig(codes.astype(float), factors) == pytest.approx(0.75, abs=1e-12)
+
+
 def test_entangled_codes_have_mig_zero():
     """Rotating two equal factors by 45 degrees gives each code the same information about each
     factor. (9 bins keep the integer-valued sums off the bin edges.)"""
@@ -126,13 +135,16 @@ def test_dci_of_perfectly_disentangled_and_of_rotated_codes():
 
 
 def test_dci_averages_a_hand_made_importance_matrix(monkeypatch):
-    """R = [[1, 0], [1, 1]]: code 0 serves factor 0 only (D_0 = 1), code 1 both equally
-    (D_1 = 0), weights 1/3 and 2/3, so D = 1/3; factor 0 is spread over both codes (C_0 = 0),
-    factor 1 sits in code 1 (C_1 = 1), so C = 1/2."""
-    monkeypatch.setattr(D, "importance_matrix", lambda *args: np.array([[1.0, 0.0], [1.0, 1.0]]))
-    scores = D.dci(np.zeros((4, 2)), grid(2, 2))
-    assert scores["disentanglement"] == pytest.approx(1 / 3, abs=1e-12)
-    assert scores["completeness"] == pytest.approx(0.5, abs=1e-12)
+    """R = [[2, 0], [1, 1], [0, 1]] (3 codes, 2 factors). Codes 0 and 2 serve one factor each
+    (D_j = 1), code 1 both equally (D_1 = 0); weights 2/5, 2/5, 1/5, so D = 3/5. Factor 0 is
+    spread (2/3, 1/3, 0) over the codes, C_0 = 1 - H_3 = (2/3) log 2 / log 3; factor 1 is
+    spread (0, 1/2, 1/2), C_1 = 1 - log 2 / log 3."""
+    r = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    monkeypatch.setattr(D, "importance_matrix", lambda *args: r)
+    scores = D.dci(np.zeros((4, 3)), grid(2, 2))
+    assert scores["disentanglement"] == pytest.approx(0.6, abs=1e-12)
+    c = (2 / 3 * math.log(2) / math.log(3) + 1 - math.log(2) / math.log(3)) / 2
+    assert scores["completeness"] == pytest.approx(c, abs=1e-12)
 
 
 def test_importance_matrix_finds_the_code_of_each_factor():
