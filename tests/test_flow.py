@@ -110,3 +110,13 @@ def test_warp_rejects_an_unknown_padding_mode():
     x = images()
     with pytest.raises(ValueError, match="padding_mode must be one of"):
         warp(x, constant_flow(x, 0, 0), padding_mode="reflect")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_warp_on_cuda_matches_the_cpu():
+    x = images().float()
+    flow = 2 * torch.rand(2, 7, 9, 2, generator=torch.Generator().manual_seed(4)) - 1
+    out = warp(x.cuda(), flow.cuda().requires_grad_())
+    assert out.is_cuda
+    assert torch.allclose(out.cpu(), warp(x, flow), atol=1e-5)
+    out.sum().backward()

@@ -208,3 +208,17 @@ def test_the_loss_is_the_objective_of_its_parts():
 def test_bad_inputs_are_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_loss_runs_on_cuda():
+    model = small_model().cuda()
+    x_l, x_u = binary_images(4, seed=1).cuda(), binary_images(5, seed=2).cuda()
+    y = torch.tensor([0, 1, 2, 1]).cuda()
+    loss, _ = model.loss(x_l, y, x_u)
+    loss.backward()
+    assert loss.is_cuda and torch.isfinite(loss)
+    assert model.label_elbos(x_u).shape == (5, 3)
+    same_weights_on_cpu = small_model()
+    assert torch.allclose(model.classify(x_u).cpu(), same_weights_on_cpu.classify(x_u.cpu()),
+                          atol=1e-4)

@@ -33,7 +33,7 @@ Coordinates: the image covers [0, 32] x [0, 32] in pixel units, pixel (i, j) is 
 [j, j + 1] x [i, i + 1] (x to the right, y down). Antialiasing is by supersampling: the grey
 level of a pixel is the fraction of its 64 sample points (:data:`SAMPLES`) that fall inside the
 shape, so the mass of an image (the sum of its pixels) is the area of the shape in square pixels
-up to the sampling error (under 0.4 square pixels on this grid). The positions are 2 pixels
+up to the sampling error (under half a square pixel on this grid). The positions are 2 pixels
 apart, so moving a shape is an exact shift of its pixels: each shape is rendered once at the
 centre and then placed.
 """
@@ -114,12 +114,15 @@ def check_factors(factors: Tensor) -> Tensor:
     return factors.long()
 
 
+def rotation_angles(shape: str) -> Tensor:
+    """The 8 rotation angles of a shape in degrees: (r / 8) * 360 / k for r = 0..7, float64."""
+    return torch.tensor(FACTORS["rotation"], dtype=torch.float64) * 360.0 / SYMMETRY[shape]
+
+
 def rotation_degrees(factors: Tensor) -> Tensor:
-    """The rotation angle in degrees of each image: (r / 8) * 360 / k for its shape's k, (N,)."""
+    """The rotation angle in degrees of each image (N,): its shape's angle for its index."""
     factors = check_factors(factors)
-    k = torch.tensor([SYMMETRY[s] for s in SHAPES], dtype=torch.float64)[factors[:, 0]]
-    period_fraction = torch.tensor(FACTORS["rotation"], dtype=torch.float64)[factors[:, 2]]
-    return period_fraction * 360.0 / k
+    return torch.stack([rotation_angles(s) for s in SHAPES])[factors[:, 0], factors[:, 2]]
 
 
 def _coverage(shape: str, scale: float, angles: Tensor, thickness: float) -> Tensor:
@@ -156,10 +159,9 @@ def sprites() -> Tensor:
     """Every shape x scale x rotation x thickness, centred: (3, 4, 8, 3, PATCH, PATCH)."""
     out = torch.zeros(*FACTOR_SIZES[:4], PATCH, PATCH)
     for i, shape in enumerate(SHAPES):
-        angles = torch.tensor(FACTORS["rotation"], dtype=torch.float64) * 360 / SYMMETRY[shape]
         for j, scale in enumerate(FACTORS["scale"]):
             for t, thickness in enumerate(FACTORS["thickness"]):
-                out[i, j, :, t] = _coverage(shape, scale, angles, thickness)
+                out[i, j, :, t] = _coverage(shape, scale, rotation_angles(shape), thickness)
     return out
 
 
