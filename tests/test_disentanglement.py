@@ -158,8 +158,9 @@ def test_importance_matrix_finds_the_code_of_each_factor():
     (np.zeros(12), grid(3, 4), r"codes must have shape \(N, columns\)"),
     (np.zeros((11, 2)), grid(3, 4), "same number of rows"),
     (np.zeros((12, 1)), grid(3, 4), "at least 2 columns"),
-    (np.zeros((12, 2)), grid(3, 4).astype(float), "integer factor indices"),
-    (np.full((12, 2), np.nan), grid(3, 4), "finite real numbers"),
+    (np.zeros((12, 2)), grid(3, 4).astype(float), "factors must hold integer indices"),
+    (np.full((12, 2), np.nan), grid(3, 4), "codes must be finite, got 24 non-finite"),
+    (np.full((12, 2), "a"), grid(3, 4), "codes must hold real numbers"),
     (np.zeros((12, 2)), np.stack([grid(3, 4)[:, 0], np.zeros(12, int)], 1), r"factors \[1\]"),
 ])
 def test_mig_rejects_bad_inputs(codes, factors, message):

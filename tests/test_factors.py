@@ -258,8 +258,8 @@ def test_generate_rejects_bad_arguments(kwargs, message):
 
 @pytest.mark.parametrize(("factors", "message"), [
     (torch.zeros(2, 5, dtype=torch.int64), r"shape \(N, 6\)"),
-    (torch.zeros(2, 6), "int64 torch.Tensor"),
-    ([[0, 0, 0, 0, 0, 0]], "int64 torch.Tensor"),
+    (torch.zeros(2, 6), "integer torch.Tensor"),
+    ([[0, 0, 0, 0, 0, 0]], "integer torch.Tensor"),
     (torch.tensor([[0, 0, 8, 0, 0, 0]]), "'rotation' indices must lie in 0..7"),
     (torch.tensor([[-1, 0, 0, 0, 0, 0]]), "'shape' indices must lie in 0..2"),
 ])

@@ -44,11 +44,12 @@ def _as_matrix(name: str, a: Tensor | np.ndarray, integer: bool) -> np.ndarray:
         raise ValueError(f"{name} must have shape (N, columns) with N >= 2 rows, "
                          f"got shape {a.shape}")
     if integer and not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer factor indices, got dtype {a.dtype}")
-    if not integer and not (np.issubdtype(a.dtype, np.number) and np.isfinite(a).all()):
-        raise ValueError(f"{name} must hold finite real numbers, got dtype {a.dtype}"
-                         + (" with non-finite values" if np.issubdtype(a.dtype, np.number)
-                            else ""))
+        raise ValueError(f"{name} must hold integer indices, got dtype {a.dtype}")
+    if not integer and not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if not integer and not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite, got {np.size(a) - np.isfinite(a).sum()} "
+                         f"non-finite values")
     return a
 
 

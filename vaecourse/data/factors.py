@@ -1,8 +1,8 @@
-"""Images whose factors of variation are known exactly (chapters 14 to 16), after dSprites.
+"""Images with exactly known factors (chapter 14 (disentanglement), chapter 15 (attributes)).
 
-Each 32x32 grey image in [0, 1] shows one white shape on black, drawn from six factors, each with
-a small grid of values (:data:`FACTORS`, in this order; an image's factors are the integer indices
-into these grids, shape (N, 6)):
+In the spirit of dSprites, each 32x32 grey image in [0, 1] shows one white shape on black, drawn
+from six factors, each with a small grid of values (:data:`FACTORS`, in this order; an image's
+factors are the integer indices into these grids, shape (N, 6)):
 
 ==========  ======  ===========================================================================
 factor      values  grid
@@ -15,15 +15,19 @@ x           8       centre 9, 11, ..., 23 pixels from the left edge
 y           8       centre 9, 11, ..., 23 pixels from the top edge
 ==========  ======  ===========================================================================
 
-That is ``3 * 4 * 8 * 3 * 8 * 8 = 18,432`` images (:data:`GRID_SIZE`). :func:`generate` returns
-the whole grid in order (the last factor, y, varies fastest) or a random subset of distinct
-combinations drawn with a seeded ``torch.Generator``; no global random state is used, and the
-grid itself involves no randomness at all.
+A stroke of width t is the part of the shape within t of its outline: for the square and the
+triangle exactly, for the ellipse the ring between it and the ellipse of semi-axes s - t and
+s/2 - t.
+
+The grid holds ``3 * 4 * 8 * 3 * 8 * 8 = 18,432`` images (:data:`GRID_SIZE`). :func:`generate`
+returns the whole grid in order (the last factor, y, varies fastest) or a random subset of
+distinct combinations drawn with a seeded ``torch.Generator``; no global random state is used,
+and the grid itself involves no randomness at all.
 
 Rotation and symmetry. A square looks the same after a quarter turn, an ellipse after a half turn
 and an equilateral triangle after a third of a turn (:data:`SYMMETRY`: the order k of each
-shape's rotation symmetry). Rotating by 360/k degrees would therefore give back an image that a
-smaller angle already gave, and no encoder could tell the two factor values apart. So a
+shape's rotation symmetry). The angles theta and theta + 360/k draw the same image, so over a
+full turn k rotation values would share every image and no encoder could tell them apart. So a
 rotation index r means the angle ``(r / 8) * 360 / k`` degrees (counter-clockwise as displayed):
 the 8 values of every shape cover its symmetry period once, every combination of factors gives
 a different image, and rotation 7/8 is as close to rotation 0 as 1/8 is (the factor is cyclic).
@@ -66,9 +70,8 @@ FACTOR_NAMES = tuple(FACTORS)
 FACTOR_SIZES = tuple(len(v) for v in FACTORS.values())
 GRID_SIZE = math.prod(FACTOR_SIZES)
 
-# Each shape is rendered in a PATCH x PATCH square around the image centre, which holds the
-# largest scale's disc; x and y then shift that patch by whole pixels.
-CENTRE = SIZE // 2
+# Each shape is rendered once, centred in a PATCH x PATCH square that holds the largest scale's
+# disc; x and y then place that patch in the image by whole pixels.
 PATCH = 2 * int(max(FACTORS["scale"]))
 # The sample points in a pixel: a rank-1 lattice (k + 1/2, (LATTICE * k) mod n + 1/2) / n, k < n,
 # n = SUPERSAMPLE. Every point has an x and a y of its own, so an edge parallel to the pixel grid
@@ -102,7 +105,7 @@ def check_factors(factors: Tensor) -> Tensor:
     """Raise ValueError unless ``factors`` is an integer tensor (N, 6) of valid grid indices."""
     if not isinstance(factors, Tensor) or factors.dtype not in (torch.int32, torch.int64):
         given = factors.dtype if isinstance(factors, Tensor) else type(factors).__name__
-        raise ValueError(f"factors must be an int64 torch.Tensor of indices, got {given}")
+        raise ValueError(f"factors must be an integer torch.Tensor of indices, got {given}")
     if factors.dim() != 2 or factors.shape[1] != len(FACTOR_NAMES):
         raise ValueError(f"factors must have shape (N, {len(FACTOR_NAMES)}) with columns "
                          f"{FACTOR_NAMES}, got {tuple(factors.shape)}")
