@@ -1,5 +1,4 @@
-"""Semi-supervised learning with a VAE: the M2 model of Kingma et al. 2014 (chapter 16
-(semi-supervised)).
+"""Kingma et al. 2014's M2: semi-supervised learning with a VAE (chapter 16 (semi-supervised)).
 
 The label y is a latent variable that is observed for some images only. The generative model is
 p(y) p(z) p(x | y, z), with y uniform over ``classes`` labels, z ~ N(0, I) and a Bernoulli decoder
@@ -35,12 +34,14 @@ from vaecourse.models.vae import reconstruction_nll
 
 
 def _check_logits(name: str, logits: Tensor) -> None:
+    """Raise ValueError unless ``logits`` is a floating-point tensor (B, Y)."""
     if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
         given = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"{name} must be a floating-point tensor (B, Y), got {given}")
 
 
 def _check_labels(y: Tensor, classes: int, n: int) -> None:
+    """Raise ValueError unless ``y`` holds n int64 labels in 0..classes - 1."""
     if (not isinstance(y, Tensor) or y.shape != (n,) or y.dtype != torch.int64
             or (n and (y.min() < 0 or y.max() >= classes))):
         given = f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y)
