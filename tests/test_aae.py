@@ -183,3 +183,15 @@ def test_swiss_roll_noise_leaves_the_curve_by_its_std():
         aae.sample_swiss_roll(10, noise=-1.0)
     with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
         aae.sample_swiss_roll(0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_aae_phases_on_cuda():
+    torch.manual_seed(0)
+    model, disc = aae.AAE(hidden=16, gaussian=True).cuda(), aae.CodeDiscriminator(hidden=8).cuda()
+    x = images(6).cuda()
+    codes = model.encode(x, torch.Generator().manual_seed(0))  # a CPU generator works
+    prior, _ = aae.sample_swiss_roll(6, generator=torch.Generator().manual_seed(1))
+    for loss in (aae.reconstruction_loss(model, x), aae.encoder_phase_loss(disc, codes),
+                 aae.discriminator_phase_loss(disc, codes, prior.cuda())):
+        assert loss.is_cuda and torch.isfinite(loss)

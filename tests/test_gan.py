@@ -64,6 +64,8 @@ def test_bad_inputs_are_clear_errors():
         g(torch.zeros(3, 4))
     with pytest.raises(ValueError, match=r"\(B, 784\) or \(B, 1, 28, 28\), got \(2, 28, 28\)"):
         d(torch.zeros(2, 28, 28))
+    with pytest.raises(ValueError, match=r"got \(784,\)"):
+        d(torch.zeros(784))
     with pytest.raises(ValueError, match="floating-point"):
         d(torch.zeros(2, 784, dtype=torch.long))
     with pytest.raises(ValueError, match=r"layer must be an int in 1..2, got 3"):
@@ -150,6 +152,13 @@ def test_optimal_discriminator_by_hand_and_errors():
 P_DATA, P_G = scipy.stats.norm(0.0, 1.0), scipy.stats.norm(1.5, 0.7)
 
 
+def toy_samples(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n float64 samples of p_data and n of p_g."""
+    gen = torch.Generator().manual_seed(seed)
+    real = torch.randn(n, generator=gen, dtype=torch.float64)
+    return real, 1.5 + 0.7 * torch.randn(n, generator=gen, dtype=torch.float64)
+
+
 def quadratic_features(x: torch.Tensor) -> torch.Tensor:
     """(1, x, x^2): for two Gaussians log p_data - log p_g is quadratic in x, so the logistic
     discriminator sigmoid(w . (1, x, x^2)) contains D* exactly."""
@@ -167,9 +176,7 @@ def test_trained_discriminator_approaches_the_optimal_one():
     (0.005 for Adam's remaining optimization error, checked by the gradient norm below).
     """
     n = 4000
-    gen = torch.Generator().manual_seed(0)
-    real = torch.randn(n, generator=gen, dtype=torch.float64)
-    fake = 1.5 + 0.7 * torch.randn(n, generator=gen, dtype=torch.float64)
+    real, fake = toy_samples(n, seed=0)
     w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.1)
     for _ in range(300):
@@ -214,9 +221,7 @@ def test_gan_value_at_the_optimal_discriminator_is_2js_minus_log4():
     assert value == pytest.approx(2 * js - math.log(4), abs=1e-8)
     # gan_value on samples with the optimal logits log p_data - log p_g estimates the same number.
     n = 200_000
-    gen = torch.Generator().manual_seed(1)
-    real = torch.randn(n, generator=gen, dtype=torch.float64)
-    fake = 1.5 + 0.7 * torch.randn(n, generator=gen, dtype=torch.float64)
+    real, fake = toy_samples(n, seed=1)
 
     def logit(x: torch.Tensor) -> torch.Tensor:
         return torch.tensor(P_DATA.logpdf(x.numpy()) - P_G.logpdf(x.numpy()))
@@ -286,3 +291,15 @@ def test_feature_nll_is_half_the_squared_distance_plus_a_constant():
     torch.testing.assert_close(vaegan.feature_nll(a, b), expected)
     kl = vaegan.prior_loss(torch.zeros(2, 4), torch.zeros(2, 4))
     torch.testing.assert_close(kl, torch.zeros(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gan_and_vaegan_on_cuda():
+    enc, dec, dis = (net.cuda() for net in tiny_vaegan(torch.float32))
+    x = torch.rand(4, 784, device="cuda")
+    assert dec.sample(3, torch.Generator().manual_seed(0)).is_cuda  # a CPU generator works
+    losses = vaegan.vaegan_losses(enc, dec, dis, x, gamma=1.0, generator=torch.Generator())
+    for loss in (losses.encoder, losses.decoder, losses.discriminator):
+        assert loss.is_cuda and torch.isfinite(loss)
+    gan.discriminator_loss(dis(x), dis(dec.sample(4))).backward()
+    assert all(p.grad.is_cuda for p in dis.parameters())

@@ -51,7 +51,7 @@ def as_images(x: Tensor) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         given = x.dtype if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"images must be a floating-point torch.Tensor, got {given}")
-    if x.dim() < 2 or x[0].numel() != DATA_DIM or x.shape[1:] not in ((DATA_DIM,), IMAGE_SHAPE):
+    if tuple(x.shape[1:]) not in ((DATA_DIM,), IMAGE_SHAPE):
         raise ValueError(f"images must have shape (B, 784) or (B, 1, 28, 28), got {tuple(x.shape)}")
     return x.reshape(-1, *IMAGE_SHAPE)
 

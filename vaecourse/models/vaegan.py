@@ -113,7 +113,8 @@ def vaegan_losses(encoder: Encoder, decoder: gan.Generator, discriminator: gan.D
 
     ``gamma`` weights the feature likelihood against the adversarial term in the decoder's
     loss; ``layer`` is the discriminator block of the features; ``generator`` draws the noise
-    of z ~ q(z|x) and of z_p ~ N(0, I).
+    of z ~ q(z|x) and of z_p ~ N(0, I). The decoder's loss leaves out the term log D(x) of
+    -L_GAN, which does not depend on the decoder.
     """
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
