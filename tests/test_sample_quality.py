@@ -191,7 +191,7 @@ BANDWIDTHS = (0.5, 1.0, 2.0)
 def test_mmd2_estimate_matches_the_closed_form_within_its_standard_error():
     exact = gaussian_mmd2(MU1, COV1, MU2, COV2, BANDWIDTHS)
     gen = torch.Generator().manual_seed(0)
-    x, y = gaussian_samples(gen, 1500, MU1, COV1), gaussian_samples(gen, 1200, MU2, COV2)
+    x, y = gaussian_samples(gen, 800, MU1, COV1), gaussian_samples(gen, 600, MU2, COV2)
     result = sq.mmd_test(x, y, BANDWIDTHS, permutations=20, generator=gen)
     assert result.mmd2 == pytest.approx(sq.mmd2(x, y, BANDWIDTHS), rel=1e-12)
     assert abs(result.mmd2 - exact) < 4 * result.se, (result.mmd2, exact, result.se)
