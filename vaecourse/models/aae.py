@@ -15,8 +15,8 @@ Training alternates two phases on each batch:
 :class:`AAE` holds the MLP encoder (deterministic, or Gaussian with the reparameterization trick)
 and decoder; with ``n_classes > 0`` the decoder also reads the one-hot label (the supervised AAE:
 the label carries the digit, the code the style). :class:`CodeDiscriminator` optionally reads a
-one-hot label too (the AAE whose prior component is tied to the label, as in the
-semi-supervised variant).
+one-hot label too, for the AAE that puts label information into the regularization: a labelled
+code is matched to the prior component of its class (:func:`sample_mixture` with ``labels``).
 
 Priors one can sample from, each sampler returning codes and the label of the component (or
 segment) that produced them, or taking given labels:
