@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import skimage.util
 import torch
 from matplotlib.axes import Axes
 from torch import Tensor
@@ -18,16 +19,12 @@ def new_axes(ax: Axes | None, size: tuple[float, float] = (4, 4)) -> Axes:
 
 
 def tile(images: Tensor | np.ndarray, ncols: int, side: int = 28, pad: int = 1) -> np.ndarray:
-    """Arrange N images, (N, side*side) or (N, side, side), in rows of ``ncols``, ``pad`` apart."""
+    """Arrange N images, (N, side*side) or (N, side, side), in rows of ``ncols``, ``pad`` apart
+    (``skimage.util.montage``; the gaps and empty cells are grey, 0.25)."""
     images = np.asarray(images.detach().cpu() if isinstance(images, Tensor) else images, float)
     images = images.reshape(-1, side, side)
     nrows = -(-len(images) // ncols)
-    canvas = np.full((nrows * (side + pad) + pad, ncols * (side + pad) + pad), 0.25)
-    for i, image in enumerate(images):
-        r, c = divmod(i, ncols)
-        canvas[pad + r * (side + pad):(r + 1) * (side + pad),
-               pad + c * (side + pad):(c + 1) * (side + pad)] = image
-    return canvas
+    return skimage.util.montage(images, fill=0.25, grid_shape=(nrows, ncols), padding_width=pad)
 
 
 def image_grid(images: Tensor | np.ndarray, ncols: int = 10, ax: Axes | None = None,
