@@ -120,7 +120,11 @@ class GaussianDecoderModel:
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) = log N(x; decode(z), sigma^2 I) for x (N, D), z (..., N, d): (..., N)."""
         x, z = _check_pair(x, z, self.data_dim, self.latent_dim)
-        return log_normal_iso(x, self.decode(z), self.sigma**2)
+        # Written out rather than gaussian.log_normal_diag, which rejects non-finite means: the
+        # ring's decoder is undefined (NaN) at z = 0, and the mode search steps over that NaN.
+        sq = ((x - self.decode(z)) ** 2).sum(-1)
+        log_norm = 0.5 * self.data_dim * math.log(2 * math.pi * self.sigma**2)
+        return -0.5 * sq / self.sigma**2 - log_norm
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) = log p(x | z) + log p(z), shape (..., N)."""

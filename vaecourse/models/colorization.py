@@ -217,12 +217,27 @@ def color_statistics(ab: Tensor, bins: int = 16, k: int = 20, mix: float = 0.5
     w = w / (p * w).sum()
     flat = ab.flatten(1).double()
     mean = flat.mean(0)
-    centred = flat - mean
-    eigenvalues, vectors = torch.linalg.eigh(centred.T @ centred / (len(flat) - 1))
-    eigenvalues, vectors = eigenvalues.flip(0)[:k], vectors.flip(1)[:, :k]  # largest first
+    eigenvalues, vectors = principal_components(flat - mean, k)
     keep = eigenvalues > 1e-6 * eigenvalues.max()
     return ColorStatistics(w.float(), bins, vectors.T[keep].float(), eigenvalues[keep].float(),
                            mean.float())
+
+
+def principal_components(centred: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The top-k variances (descending) and directions (D, k) of centred data (N, D), exactly.
+
+    ``torch.linalg.eigh`` of the covariance ``X^T X / (N - 1)`` (D x D), or, with fewer
+    examples than dimensions, of the Gram matrix ``X X^T / (N - 1)`` (N x N), whose
+    eigenvectors u give the directions ``X^T u / ||X^T u||`` with the same eigenvalues.
+    """
+    n, d = centred.shape
+    if n <= d:
+        eigenvalues, u = torch.linalg.eigh(centred @ centred.T / (n - 1))
+        eigenvalues, u = eigenvalues.flip(0)[:k], u.flip(1)[:, :k]
+        vectors = centred.T @ u
+        return eigenvalues, vectors / vectors.norm(dim=0).clamp(min=1e-300)
+    eigenvalues, vectors = torch.linalg.eigh(centred.T @ centred / (n - 1))
+    return eigenvalues.flip(0)[:k], vectors.flip(1)[:, :k]
 
 
 def hist_loss(pred: Tensor, target: Tensor, stats: ColorStatistics) -> Tensor:
