@@ -173,7 +173,9 @@ def vae(preset: config.Preset, *, latent: int = 20, objective: str = "vae", k: i
     eval_size = len(x_test) if preset.eval_size is None else min(preset.eval_size, len(x_test))
     results = metrics.evaluate_vae(model, x_test, preset.eval_samples, eval_size) \
         if evaluate else {}
-    provenance = described(preset, device, seed, "vae", data=mnist_data.source, epochs=epochs,
+    provenance = described(preset, device, seed, "vae", data=mnist_data.source,
+                           train_digits=len(mnist_data.x_train), test_digits=len(x_test),
+                           epochs=epochs,
                            latent=latent, objective=objective, k=k, beta=beta,
                            free_bits=free_bits, anneal_epochs=anneal_epochs,
                            eval_samples=preset.eval_samples, eval_size=eval_size)
@@ -204,7 +206,7 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
     binarized once (seeds ``seed`` and ``seed + 1``). Metrics on the preset's ``eval_size``
     test digits: ``test_nll`` = mean -log p(x | y) (the CVAE's by importance sampling with
     :func:`cvae_samples` samples) with its standard error; for the CVAE also the one-sample
-    conditional ``test_elbo`` and ``test_kl`` on all test digits.
+    conditional ``test_elbo``, ``test_reconstruction`` and ``test_kl`` on all test digits.
     """
     device = start(preset, seed, device)
     check_choice("model", model, CVAE_MODELS)
@@ -238,8 +240,10 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
         if model == "cvae":
             nll = metrics.conditional_nll(net, xe, ye, samples)
             with torch.no_grad():
-                nelbo, _, kl = cvae_models.negative_elbo(net, x_test.to(device), y_test.to(device))
-            results = {"test_elbo": -nelbo.mean().item(), "test_kl": kl.mean().item()}
+                nelbo, recon, kl = cvae_models.negative_elbo(net, x_test.to(device),
+                                                             y_test.to(device))
+            results = {"test_elbo": -nelbo.mean().item(),
+                       "test_reconstruction": recon.mean().item(), "test_kl": kl.mean().item()}
         else:
             with torch.no_grad():
                 nll = net.nll(xe.to(device), ye.to(device)).cpu()
@@ -247,7 +251,8 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
         results = {"test_nll": mean, "test_nll_se": se, **results}
     provenance = described(preset, device, seed, "cvae", model=model,
                            condition="label" if given is None else "quadrants", given=given,
-                           data=data.source, epochs=epochs,
+                           data=data.source, train_digits=len(x_train), test_digits=len(x_test),
+                           epochs=epochs,
                            latent=latent if model == "cvae" else None, eval_samples=samples,
                            eval_size=n_eval)
     return Run(net, history, results, seconds, provenance, TensorDataset(x_test, y_test))
