@@ -16,6 +16,7 @@ import argparse
 import inspect
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -28,37 +29,24 @@ from vaecourse.models import cvae as cvae_models
 from vaecourse.models import vae as vae_models
 
 
-def count(text: str) -> int:
-    """An argparse type: an int >= 1 (``--epochs 0`` is an error, not the default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
-    return value
+def number(kind: type, minimum: float, expected: str) -> Callable[[str], float]:
+    """An argparse type: ``kind(text)``, at least ``minimum``, else an error saying ``expected``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative(text: str) -> float:
-    """An argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def seed_value(text: str) -> int:
-    """An argparse type: a seed, an int >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
-    return value
+count = number(int, 1, "an int >= 1")  # --epochs 0 is an error, not the default
+non_negative = number(float, 0.0, "a number >= 0")
+seed_value = number(int, 0, "an int >= 0")
 
 
 # The options of each job: (recipe parameter, argparse keywords). Defaults are the recipe's.

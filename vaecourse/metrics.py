@@ -33,9 +33,9 @@ def elbo_parts(model: vae_models.VAE, x: Tensor, batch_size: int = 500,
     """Mean one-sample ELBO of the images ``x`` with its reconstruction and KL terms, in nats."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
+    device = config.module_device(model)
     for xb in x.split(batch_size):
-        nelbo, recon, kl_per_dim = vae_models.negative_elbo(model, xb.to(config.module_device(model)),
-                                                            generator)
+        nelbo, recon, kl_per_dim = vae_models.negative_elbo(model, xb.to(device), generator)
         parts = torch.stack([-nelbo.sum(), recon.sum(), kl_per_dim.sum()])
         totals += parts.double().cpu()
     elbo, recon, kl = (totals / len(x)).tolist()
@@ -144,10 +144,12 @@ def conditional_nll(model: estimators.ConditionalLatentVariableModel, x: Tensor,
     if len(x) != len(y):
         raise ValueError(f"x and y must hold as many examples, got {len(x)} and {len(y)}")
     device = config.module_device(model)
-    rows = [estimators.log_marginal_estimate(
-        lambda k, xb=xb.to(device), yb=yb.to(device): model.log_weights(xb, k, yb), samples)
-        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True)]
-    return -torch.cat(rows).cpu()
+    rows = []
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        xb, yb = xb.to(device), yb.to(device)
+        rows.append(estimators.log_marginal_estimate(
+            lambda k, xb=xb, yb=yb: model.log_weights(xb, k, yb), samples).cpu())
+    return -torch.cat(rows)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,8 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from vaecourse import config, metrics, train
 from vaecourse.data import colorization as color_data
-from vaecourse.data import mnist
-from vaecourse.data import trajectories
+from vaecourse.data import mnist, trajectories
 from vaecourse.models import autoencoder as ae_models
 from vaecourse.models import colorization as color_models
 from vaecourse.models import cvae as cvae_models

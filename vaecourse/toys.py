@@ -9,9 +9,10 @@
 Both models share one interface: ``sample``, ``decode``, ``log_prior``, ``log_likelihood``,
 ``log_joint``, ``log_marginal`` (exact) and ``log_posterior``, and the book's model interface
 (:class:`vaecourse.estimators.ExactLatentVariableModel`): ``log_weights`` and ``negative_elbo``
-with the exact posterior (linear model) or the Laplace approximation (ring) as q. Data ``x`` have shape (N, D);
-latents ``z`` have shape (..., N, d) and log densities come back with shape (..., N), so that K
-samples per data point, z of shape (K, N, d), give log p(x | z) of shape (K, N).
+with the exact posterior (linear model) or the Laplace approximation (ring) as q. Data ``x``
+have shape (N, D); latents ``z`` have shape (..., N, d) and log densities come back with shape
+(..., N), so that K samples per data point, z of shape (K, N, d), give log p(x | z) of shape
+(K, N).
 Exact computations are done in float64.
 """
 

@@ -265,10 +265,10 @@ class ColorVAE(nn.Module):
 
     ``terms`` names the decoder-loss terms in use (an ablation drops one); without ``"hist"``
     the pixel term is the unweighted squared error. The KL to N(0, I) has weight
-    ``beta_max * anneal``; :func:`vaecourse.recipes.colorization` raises ``anneal`` linearly to 1. Deshpande
-    et al. anneal to 0.01 for their loss normalization; our decoder loss is a SUM over pixels
-    of ab / AB_SCALE, and we use ``beta_max = 1`` (with a much smaller weight the codes of two
-    synthetic hues can merge).
+    ``beta_max * anneal``; :func:`vaecourse.recipes.colorization` raises ``anneal`` linearly
+    to 1. Deshpande et al. anneal to 0.01 for their loss normalization; our decoder loss is a
+    SUM over pixels of ab / AB_SCALE, and we use ``beta_max = 1`` (with a much smaller weight
+    the codes of two synthetic hues can merge).
     """
 
     def __init__(self, stats: ColorStatistics, latent: int = 16, width: int = 32,
