@@ -12,6 +12,8 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
+from vaecourse import config
+
 
 def new_axes(ax: Axes | None, size: tuple[float, float] = (4, 4)) -> Axes:
     """``ax``, or the axes of a new figure of ``size`` inches."""
@@ -50,7 +52,7 @@ def latent_grid(n: int = 15, span: float = 0.95) -> Tensor:
 @torch.no_grad()
 def latent_manifold(model: torch.nn.Module, n: int = 15, ax: Axes | None = None) -> Axes:
     """The decoded means ``sigmoid(decode(z))`` of a 2-D model on a grid of prior quantiles."""
-    z = latent_grid(n).to(next(model.parameters()).device)
+    z = latent_grid(n).to(config.module_device(model))
     images = torch.sigmoid(model.decode(z))
     ax = image_grid(images, ncols=n, ax=new_axes(ax, (6, 6)), pad=0)
     ax.set_title("decoded z on a grid of N(0, 1) quantiles (z1 right, z2 up)")
