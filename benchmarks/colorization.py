@@ -1,7 +1,7 @@
 """Benchmark of chapter 9: the three colorizers on the synthetic set and on natural images.
 
-Trains the regressor, the CVAE and Deshpande et al.'s VAE + MDN on each data set through the
-command line's own code path (``python -m vaecourse train colorization``) and prints a
+Trains the regressor, the CVAE and Deshpande et al.'s VAE + MDN on each data set with the recipe
+of ``python -m vaecourse train colorization`` (:func:`vaecourse.recipes.colorization`) and prints a
 markdown table: machine, preset, wall time, best-of-k ab errors, diversity, chroma ratio and
 (synthetic set) hue coverage, and whether the chapter's targets hold.
 
@@ -17,17 +17,15 @@ import time
 
 from common import markdown_table, parser
 
-from vaecourse import config
-from vaecourse.__main__ import run_command
+from vaecourse import config, recipes
 from vaecourse.data.colorization import SOURCES as DATASETS
 
-MODELS = ("regressor", "cvae", "mdn")
+MODELS = recipes.COLORIZERS
 
 
-def run(model: str, dataset: str, preset: str, seed: int) -> dict:
+def run(model: str, dataset: str, preset: config.Preset, seed: int) -> dict:
     """Train and evaluate one colorizer exactly as the command line does."""
-    return run_command(["train", "colorization", "--model", model, "--data", dataset,
-                        "--preset", preset, "--seed", str(seed)])
+    return recipes.colorization(preset, model=model, data=dataset, seed=seed).summary()
 
 
 def targets(rows: dict[tuple[str, str], dict]) -> list[str]:
@@ -75,9 +73,9 @@ def main() -> None:
                      help="data sets to run (default: synthetic natural)")
     args = cli.parse_args()
     start = time.perf_counter()
-    rows = {(m, d): run(m, d, args.preset, args.seed) for d in args.data for m in MODELS}
-    wall = time.perf_counter() - start
     p = config.preset(args.preset)
+    rows = {(m, d): run(m, d, p, args.seed) for d in args.data for m in MODELS}
+    wall = time.perf_counter() - start
     print(f"machine: {config.machine()}  \npreset: {p.name} ({p.color_images} training images of "
           f"{p.image_size}x{p.image_size}, {p.color_epochs} epochs, width {p.color_width})  \n"
           f"wall time: {wall:.0f} s\n")

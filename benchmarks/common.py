@@ -2,6 +2,8 @@
 
 import argparse
 
+from tabulate import tabulate
+
 from vaecourse import config
 
 
@@ -20,6 +22,5 @@ def options(description: str) -> argparse.Namespace:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A markdown table: the header, the separator line, then one line per row of cells."""
-    lines = ["| " + " | ".join(cells) + " |" for cells in (header, *rows)]
-    return "\n".join([lines[0], "|---" * len(header) + "|", *lines[1:]])
+    """A markdown (GitHub) table of the header and one line per row of already formatted cells."""
+    return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)

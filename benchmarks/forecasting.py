@@ -1,7 +1,7 @@
 """Benchmark of chapter 10: regressor vs CVAE forecasting futures at a junction, one preset.
 
-Trains both models through the command line's own code path
-(``python -m vaecourse train forecasting``) and prints a markdown table: machine, preset, wall
+Trains both models with the recipe of ``python -m vaecourse train forecasting``
+(:func:`vaecourse.recipes.forecasting`) and prints a markdown table: machine, preset, wall
 time, NLL and its gap to the Bayes floor, minADE_20 / minFDE_20 beside the oracle, mode coverage
 and total variation, KDE-NLL beside the exact per-step NLL, and whether the cpu-preset targets hold.
 
@@ -14,16 +14,14 @@ import time
 
 from common import markdown_table, options
 
-from vaecourse import config
-from vaecourse.__main__ import run_command
+from vaecourse import config, recipes
 
 TARGETS = "CVAE gap <= 2, regressor gap >= 10, coverage >= 0.95, TV <= 0.1, minADE <= 1.3 oracle"
 
 
-def run(model: str, preset: str, seed: int) -> dict:
+def run(model: str, preset: config.Preset, seed: int) -> dict:
     """Train and evaluate one forecaster exactly as ``python -m vaecourse train forecasting``."""
-    return run_command(["train", "forecasting", "--model", model, "--preset", preset,
-                        "--seed", str(seed)])
+    return recipes.forecasting(preset, model=model, seed=seed).summary()
 
 
 def targets_met(reg: dict, cvae: dict) -> bool:
@@ -49,7 +47,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     args = options(__doc__.splitlines()[0])
     start = time.perf_counter()
-    reg, cvae = (run(model, args.preset, args.seed) for model in ("regressor", "cvae"))
+    reg, cvae = (run(model, config.preset(args.preset), args.seed)
+                 for model in recipes.FORECASTERS)
     wall = time.perf_counter() - start
     print(f"machine: {config.machine()}; preset: {args.preset}; device: {cvae['device']}; "
           f"wall time: {wall:.0f} s; test scenes {cvae['test_size']}, NLL and KDE on "

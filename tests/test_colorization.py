@@ -1,16 +1,20 @@
 """Tests of chapter 9: colour data, colorization networks, their metrics and the command line."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import train_cli
 from scipy.spatial.distance import mahalanobis
 
-from vaecourse import metrics, train
+from vaecourse import config, metrics, recipes, train
 from vaecourse.data import colorization as data
 from vaecourse.models import colorization as models
+
+# The smoke preset with 32 training images of 16 x 16 pixels: a recipe in about a second.
+TINY = dataclasses.replace(config.PRESETS["smoke"], color_images=32, image_size=16,
+                           color_width=4, color_epochs=1)
 
 # ------------------------------------------------------------------------------ data
 
@@ -209,18 +213,20 @@ def small_set(n=64):
     return data.synthetic(n, 16, seed=0)
 
 
-@pytest.mark.parametrize("kind", models.MODELS)
-def test_colorizers_output_shapes(kind):
-    model, seconds = models.train_colorizer(kind, small_set(32), epochs=1, width=4, latent=3,
-                                            batch_size=16)
-    assert seconds > 0
-    out = model.colorize(small_set(5).L, 10)
+@pytest.mark.parametrize("kind", recipes.COLORIZERS)
+def test_colorizer_recipes_output_shapes(kind):
+    run = recipes.colorization(TINY, model=kind, latent=3, evaluate=False, progress=False)
+    assert run.provenance["model"] == kind and run.provenance["train_images"] == 32
+    assert run.metrics == {} and len(run.history["train"]) == 1
+    out = run.model.colorize(small_set(5).L, 10)
     assert out.shape == (5, 10, 2, 16, 16) and torch.isfinite(out).all()
     spread = metrics.diversity(out)
     if kind == "regressor":
         assert torch.all(spread == 0)
     else:
         assert torch.all(spread > 0)
+    if kind == "mdn":  # the MDN was trained after the VAE, on its codes
+        assert len(run.history["mdn_train"]) == 1
 
 
 def test_mdn_codes_are_the_modes_by_decreasing_weight():
@@ -267,43 +273,84 @@ def test_cvae_colorize_samples_from_the_prior_network():
 
 
 def test_bad_inputs_raise():
-    with pytest.raises(ValueError, match="kind"):
-        models.train_colorizer("gan", small_set(8), epochs=1, width=4)
+    with pytest.raises(ValueError, match="model must be one of"):
+        recipes.colorization(TINY, model="gan")
+    with pytest.raises(ValueError, match="data must be one of"):
+        recipes.colorization(TINY, data="faces")
     with pytest.raises(ValueError, match="terms"):
         models.ColorVAE(models.color_statistics(small_set(8).ab / 100), terms=("hist", "tv"))
     with pytest.raises(ValueError, match="L must"):
         models.Regressor(4).colorize(torch.zeros(2, 1, 10, 10), 3)
+    with pytest.raises(ValueError, match=r"z must have shape \(B, z_dim\) = \(2, 3\).*got None"):
+        models.Backbone(1, z_dim=3, width=4)(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"ab must have shape \(N >= 2, 2, H, W\)"):
+        models.color_statistics(torch.zeros(1, 2, 4, 4))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_train_and_colorize_on_cuda():
-    model, _ = models.train_colorizer("mdn", small_set(32), epochs=1, width=4, latent=3)
-    assert next(model.parameters()).is_cuda
-    out = models.evaluate_colorizer(model, small_set(8))
-    assert 0 <= out["hue_coverage"] <= 4
+    run = recipes.colorization(TINY, model="mdn", latent=3, progress=False)
+    assert next(run.model.parameters()).is_cuda and run.provenance["device"] == "cuda"
+    on_cpu = metrics.evaluate_colorizer(run.model.cpu(), run.test)
+    assert set(on_cpu) == set(run.metrics)
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def test_evaluate_colorizer_scores_a_known_colourist():
+    """An oracle that paints each object in its true hue: zero error, full coverage of one hue
+    per sample; its first sample is the truth and the others the other hues."""
+    test = small_set(6)
+    hues = data.hue_ab()
+
+    class Oracle(torch.nn.Module):
+        def colorize(self, L, n):
+            index = torch.nonzero((test.L == L[:1]).flatten(1).all(1))[0, 0]
+            rows = []
+            for i in range(index, index + len(L)):
+                order = [(test.hue[i] + j) % 4 for j in range(n)]
+                rows.append(torch.stack([hues[k].view(2, 1, 1) * test.mask[i] for k in order]))
+            return torch.stack(rows)
+
+    out = metrics.evaluate_colorizer(Oracle(), test, samples=4, batch_size=6)
+    assert out["best_of_1_error"] == 0.0 and out["chroma_ratio"] == pytest.approx(1.0)
+    assert out["hue_coverage"] == 4.0  # the 4 samples paint the 4 hues
+    # two distinct hues differ by |h_k - h_j| on the object's pixels, 0 elsewhere
+    gaps = torch.cdist(hues, hues)
+    pair_mean = (gaps.sum() / 12).item()
+    expected = (pair_mean * test.mask.float().mean((1, 2, 3))).mean().item()
+    assert out["diversity"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="samples must be an int >= 1, got 0"):
+        metrics.evaluate_colorizer(Oracle(), test, samples=0)
+
+
+def test_color_pca_is_exact_and_deterministic():
+    """The principal variances equal numpy's eigenvalues of the covariance (to 1e-6), with more
+    and with fewer fields than dimensions."""
+    g = torch.Generator().manual_seed(2)
+    scales = torch.logspace(0, -1.5, 32).view(1, 2, 4, 4)
+    for n in (500, 12):
+        ab = torch.randn(n, 2, 4, 4, generator=g) * scales * 0.3
+        stats = models.color_statistics(ab, bins=8, k=6)
+        expected = np.linalg.eigvalsh(np.cov(ab.flatten(1).double().numpy(), rowvar=False))
+        np.testing.assert_allclose(stats.eigenvalues.numpy(), expected[::-1][:6], rtol=1e-5)
+        np.testing.assert_allclose((stats.components @ stats.components.T).numpy(), np.eye(6),
+                                   atol=1e-5)
 
 
 # ------------------------------------------------------------------------------ command line
 
-KEYS = {"preset", "device", "dataset", "train_seconds", "chroma_ratio", "best_of_1_error",
+KEYS = {"job", "preset", "device", "data", "train_seconds", "chroma_ratio", "best_of_1_error",
         "best_of_5_error", "best_of_10_error", "diversity", "hue_coverage"}
 
 
-def test_cli_prints_json_metrics_under_smoke():
-    results, _ = train_cli("colorization", "--model", "mdn")
-    assert KEYS <= set(results)
-    assert results["preset"] == "smoke" and results["dataset"] == "synthetic"
-    assert 0 <= results["hue_coverage"] <= 4
-    assert results["best_of_10_error"] <= results["best_of_1_error"]
-
-
-def test_cli_natural_in_process(capsys, monkeypatch):
+def test_cli_natural_in_process(capsys):
     from vaecourse.__main__ import main
 
-    monkeypatch.delenv("VAECOURSE_PRESET", raising=False)
     assert main(["train", "colorization", "--model", "regressor", "--data", "natural",
                  "--preset", "smoke"]) == 0
     results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert KEYS <= set(results)
-    assert results["dataset"] == "natural" and results["hue_coverage"] is None
-    assert results["diversity"] == 0.0
+    assert results["data"] == "natural" and results["hue_coverage"] is None
+    assert results["diversity"] == 0.0  # the regressor's colourings are all the same

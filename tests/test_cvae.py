@@ -49,7 +49,10 @@ def test_negative_elbo_terms_match_torch_distributions(dtype):
     logits = model.decode(z, y)
     expected_recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
     torch.testing.assert_close(recon, expected_recon)
-    torch.testing.assert_close(nelbo, recon + kl)
+    torch.testing.assert_close(nelbo, expected_recon + expected_kl)
+    # the interface method is the same bound with the same noise
+    torch.testing.assert_close(model.negative_elbo(x, y, torch.Generator().manual_seed(3)),
+                               expected_recon + expected_kl)
 
 
 def test_output_mask_counts_only_masked_pixels():
@@ -121,7 +124,9 @@ def test_sample_uses_the_prior_network_only():
     torch.testing.assert_close(a, model.decode(z, y))
 
 
-def test_bad_proposal_raises():
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="latent must be an int >= 1, got 0"):
+        cvae.CVAE(6, 3, latent=0)
     model = tiny()
     with pytest.raises(ValueError, match="proposal"):
         cvae.log_weights(model, binary(2, 6, 0), torch.randn(2, 3), 3, proposal="posterior")

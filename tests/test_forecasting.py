@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import train_cli
 from scipy import stats
 from scipy.special import logsumexp
 from torch.distributions import MultivariateNormal, Normal
@@ -33,7 +32,7 @@ def test_shapes(size):
     for model in (reg, cvae, forecasting.TrueForecaster(J)):
         assert model.sample(images, 4).shape == (4, 5, T, 2)
         assert model.log_prob(images, y).shape == (5,)
-    assert cvae.log_weights(images, y, 6).shape == (5, 6)
+    assert cvae.log_weights(y, 6, images).shape == (5, 6)
     assert cvae.sample(images, 4, from_prior=False, y=y).shape == (4, 5, T, 2)
     with pytest.raises(ValueError, match="y must be given"):
         cvae.sample(images, 4, from_prior=False)
@@ -153,18 +152,18 @@ def test_oracle_metrics_on_true_samples():
     assert r["kde_nll"] > r["exact_step_nll"] - 1.0
 
 
-# ---- command line ------------------------------------------------------------------------------
-
-KEYS = {"preset", "device", "train_seconds", "nll", "bayes_floor", "nll_gap", "min_ade_20",
-        "min_fde_20", "oracle_min_ade_20", "mode_coverage", "mode_tv", "kde_nll"}
-
-
-def test_train_forecasting_subprocess_prints_json_metrics():
-    results, _ = train_cli("forecasting", "--model", "regressor")
-    assert KEYS <= set(results) and results["preset"] == "smoke"
-    assert results["model"] == "regressor" and results["kde_samples"] == 100
-    assert results["nll_gap"] == pytest.approx(results["nll"] - results["bayes_floor"], abs=1e-6)
-    assert all(math.isfinite(results[key]) for key in KEYS - {"preset", "device"})
+def test_bad_sizes_name_the_argument():
+    with pytest.raises(ValueError, match="eval_samples must be an int >= 1, got 0"):
+        forecasting.CVAE(T, 16, eval_samples=0)
+    with pytest.raises(ValueError, match="latent must be an int >= 1, got 0"):
+        forecasting.CVAE(T, 16, latent=0)
+    images, y, open_mask, _ = make_dataset(J, 4, 16, torch.Generator().manual_seed(5)).tensors
+    with pytest.raises(ValueError, match="kde_samples must be an int >= 1, got 0"):
+        metrics.evaluate_forecaster(forecasting.TrueForecaster(J), J, images, y, open_mask,
+                                    kde_samples=0)
+    with pytest.raises(ValueError, match="eval_size must be an int >= 1, got 0"):
+        metrics.evaluate_forecaster(forecasting.TrueForecaster(J), J, images, y, open_mask,
+                                    eval_size=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

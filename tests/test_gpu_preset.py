@@ -2,23 +2,25 @@
 on any device, so that a reader with a GPU does not meet a shape error after minutes of setup.
 The gpu-preset figures themselves come from benchmarks/, on a GPU."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from vaecourse import config
+from vaecourse import config, recipes
 from vaecourse.data import colorization as color_data
 from vaecourse.data.trajectories import Junction, make_dataset
-from vaecourse.models import colorization, forecasting, vae
+from vaecourse.models import forecasting, vae
 
 GPU = config.PRESETS["gpu"]
 
 
-@pytest.mark.parametrize("kind", colorization.MODELS)
+@pytest.mark.parametrize("kind", recipes.COLORIZERS)
 def test_colorizers_at_gpu_sizes(kind):
-    images = color_data.synthetic(8, GPU.image_size, seed=0)
-    model, _ = colorization.train_colorizer(kind, images, epochs=1, width=GPU.color_width,
-                                            batch_size=4)
-    out = model.colorize(images.L[:2], 3)
+    few = dataclasses.replace(GPU, color_images=8, color_epochs=1)  # gpu widths, 8 images
+    run = recipes.colorization(few, model=kind, evaluate=False, progress=False)
+    images = color_data.synthetic(2, GPU.image_size, seed=5)
+    out = run.model.colorize(images.L.to(config.module_device(run.model)), 3)
     assert out.shape == (2, 3, 2, GPU.image_size, GPU.image_size) and torch.isfinite(out).all()
 
 

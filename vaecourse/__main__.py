@@ -1,8 +1,10 @@
-"""Command line: ``python -m vaecourse train MODEL --preset P ...`` (chapter 6 onwards).
+"""Command line: ``python -m vaecourse train JOB --preset P ...`` (chapters 1 and 6 onwards).
 
-Progress goes to stderr; the last line on stdout is one JSON object of metrics (nats per
-example). Each ``train`` model is a subcommand with two small functions: one that adds its
-options (``add_<model>``) and one that runs it and returns the metrics (``run_<model>``).
+Each ``train`` job is a recipe of :mod:`vaecourse.recipes`; its options, their choices and
+their defaults come from the recipe (its signature and the package's lists). Progress goes to
+stderr; the last line on stdout is one JSON object, :meth:`vaecourse.recipes.Run.summary`: what
+ran (job, preset, device, seed, epochs, data, options), the training time and the metrics (nats
+per example).
 
 ``python -m vaecourse grade ASSIGNMENT SUBMISSIONS_DIR [--out DIR] [--timeout S] [--deadline T]``
 autogrades one folder per student (:mod:`vaecourse.grading`) and prints the grades table.
@@ -11,123 +13,114 @@ autogrades one folder per student (:mod:`vaecourse.grading`) and prints the grad
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from vaecourse import config
+from vaecourse import config, recipes
+from vaecourse.data import colorization as color_data
+from vaecourse.data import mnist
 from vaecourse.data.download import DownloadError
+from vaecourse.models import colorization as color_models
+from vaecourse.models import cvae as cvae_models
+from vaecourse.models import vae as vae_models
 
 
-def add_vae(models: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Options of ``train vae``."""
-    p = models.add_parser("vae", parents=[common], help="the VAE of chapters 6-7 on MNIST")
-    p.add_argument("--latent", type=int, default=20, help="latent dimension (default 20)")
-    p.add_argument("--objective", choices=["vae", "iwae"], default="vae")
-    p.add_argument("--k", type=int, default=1, help="importance samples of the IWAE objective")
-    p.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
-    p.add_argument("--free-bits", type=float, default=0.0, help="free nats per latent")
-    p.add_argument("--data", choices=["embedded", "full", "auto"], default=None,
-                   help="MNIST source (default: the preset's)")
-    p.set_defaults(run=run_vae)
+def number(kind: type, minimum: float, expected: str) -> Callable[[str], float]:
+    """An argparse type: ``kind(text)``, at least ``minimum``, else an error saying ``expected``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def run_vae(args: argparse.Namespace) -> dict[str, object]:
-    """Train a VAE as ``args`` say and evaluate it (:func:`vaecourse.metrics.evaluate_vae`)."""
-    from vaecourse import metrics, train
-
-    if args.objective == "vae" and args.k != 1:
-        raise ValueError(f"--k {args.k} needs --objective iwae (a VAE uses one sample)")
-    p = config.preset()
-    run = train.train_vae(args.latent, objective=args.objective, k=args.k, beta=args.beta,
-                          free_bits=args.free_bits, epochs=args.epochs, seed=args.seed,
-                          source=args.data)
-    results = metrics.evaluate_vae(run.model, run.x_test, p.eval_samples, p.eval_size)
-    return {"model": "vae", "preset": p.name, "device": str(config.device()),
-            "data": run.source, "latent": args.latent, "objective": args.objective, "k": args.k,
-            "beta": args.beta, "free_bits": args.free_bits,
-            "epochs": len(run.history["train"]), "seed": args.seed,
-            "train_seconds": round(run.train_seconds, 2), "eval_samples": p.eval_samples,
-            "eval_size": min(len(run.x_test), p.eval_size or len(run.x_test)), **results}
+count = number(int, 1, "an int >= 1")  # --epochs 0 is an error, not the default
+non_negative = number(float, 0.0, "a number >= 0")
+seed_value = number(int, 0, "an int >= 0")
 
 
-def add_colorization(models: argparse._SubParsersAction,
-                     common: argparse.ArgumentParser) -> None:
-    """Options of ``train colorization``."""
-    p = models.add_parser("colorization", parents=[common],
-                          help="a colorizer of chapter 9 (regressor, CVAE or VAE + MDN)")
-    p.add_argument("--model", choices=["regressor", "cvae", "mdn"], default="cvae")
-    p.add_argument("--data", choices=["synthetic", "natural", "lfw"], default="synthetic",
-                   help="synthetic hues, embedded photo patches, or LFW faces (downloaded once, "
-                        "then cached)")
-    p.set_defaults(run=run_colorization)
-
-
-def run_colorization(args: argparse.Namespace) -> dict[str, object]:
-    """Train a colorizer on the preset's data and evaluate 10 colourings per test image."""
-    from vaecourse.data import colorization as color_data
-    from vaecourse.models import colorization
-
-    p = config.preset()
-    epochs = args.epochs or p.color_epochs
-    train_set, test_set = color_data.preset_data(args.data, args.seed)
-    model, seconds = colorization.train_colorizer(args.model, train_set, epochs=epochs,
-                                                  width=p.color_width, seed=args.seed,
-                                                  progress=True)
-    results = colorization.evaluate_colorizer(model, test_set, samples=10)
-    return {"model": args.model, "preset": p.name, "device": str(config.device()),
-            "dataset": args.data, "image_size": p.image_size, "train_images": len(train_set),
-            "test_images": len(test_set), "epochs": epochs, "seed": args.seed,
-            "train_seconds": round(seconds, 2), "hue_coverage": None, **results}
-
-
-def add_forecasting(models: argparse._SubParsersAction,
-                    common: argparse.ArgumentParser) -> None:
-    """Options of ``train forecasting``."""
-    p = models.add_parser("forecasting", parents=[common],
-                          help="a forecaster of chapter 10 (regressor or CVAE) on junction scenes")
-    p.add_argument("--model", choices=["regressor", "cvae"], default="cvae")
-    p.add_argument("--latent", type=int, default=4, help="CVAE latent dimension (default 4)")
-    p.set_defaults(run=run_forecasting)
-
-
-def run_forecasting(args: argparse.Namespace) -> dict[str, object]:
-    """Train a forecaster and evaluate it (:func:`vaecourse.metrics.evaluate_forecaster`)."""
-    from vaecourse import metrics
-    from vaecourse.models import forecasting
-
-    p = config.preset()
-    run = forecasting.train_forecaster(args.model, args.latent, args.epochs, args.seed)
-    images, y, open_mask, _ = run.test.tensors
-    results = metrics.evaluate_forecaster(run.model, run.junction, images, y, open_mask,
-                                          p.eval_size, kde_samples=forecasting.kde_samples(),
-                                          seed=args.seed)
-    return {"model": args.model, "preset": p.name, "device": str(config.device()),
-            "image_size": p.image_size, "train_scenes": p.forecast_size,
-            "epochs": len(run.history["train"]), "seed": args.seed,
-            "latent": args.latent if args.model == "cvae" else None,
-            "eval_samples": p.eval_samples if args.model == "cvae" else None,
-            "train_seconds": round(run.train_seconds, 2), **results}
-
-
-TRAINERS: dict[str, Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = {
-    "vae": add_vae,
-    "colorization": add_colorization,
-    "forecasting": add_forecasting,
+# The options of each job: (recipe parameter, argparse keywords). Defaults are the recipe's.
+OPTIONS: dict[str, list[tuple[str, dict]]] = {
+    "autoencoder": [
+        ("code", {"type": count, "help": "code size"}),
+        ("noise", {"type": non_negative, "help": "masking-noise probability (denoising)"}),
+        ("sparsity", {"type": non_negative, "help": "weight of the L1 penalty on the code"}),
+        ("contraction", {"type": non_negative, "help": "weight of the contractive penalty"}),
+    ],
+    "vae": [
+        ("latent", {"type": count, "help": "latent dimension"}),
+        ("objective", {"choices": vae_models.OBJECTIVES, "help": "training objective"}),
+        ("k", {"type": count, "help": "importance samples of the IWAE objective"}),
+        ("beta", {"type": non_negative, "help": "KL weight"}),
+        ("free_bits", {"type": non_negative, "help": "free nats per latent"}),
+        ("anneal_epochs", {"type": count, "help": "epochs of linear KL annealing"}),
+        ("data", {"choices": mnist.SOURCES, "help": "MNIST source (None: the preset's)"}),
+    ],
+    "cvae": [
+        ("model", {"choices": recipes.CVAE_MODELS, "help": "conditional VAE or deterministic"}),
+        ("given", {"type": int, "choices": tuple(cvae_models.QUADRANTS),
+                   "help": "quadrants shown (None: condition on the label)"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
+    ],
+    "colorization": [
+        ("model", {"choices": recipes.COLORIZERS, "help": "colorizer"}),
+        ("data", {"choices": color_data.SOURCES,
+                  "help": "synthetic hues, embedded photo patches, or LFW faces (downloaded "
+                          "once, then cached)"}),
+        ("terms", {"nargs": "+", "choices": color_models.DECODER_TERMS,
+                   "help": "decoder-loss terms of the mdn's VAE"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
+        ("samples", {"type": count, "help": "colourings per test image"}),
+    ],
+    "forecasting": [
+        ("model", {"choices": recipes.FORECASTERS, "help": "forecaster"}),
+        ("latent", {"type": count, "help": "CVAE latent dimension"}),
+    ],
 }
 
 
 def common_options() -> argparse.ArgumentParser:
-    """The options every ``train MODEL`` shares: ``--preset``, ``--epochs``, ``--seed``."""
+    """The options every ``train JOB`` shares: ``--preset``, ``--epochs``, ``--seed``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--preset", choices=sorted(config.PRESETS), default=None,
-                        help="cost preset (default: $VAECOURSE_PRESET, else gpu or cpu)")
-    common.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    common.add_argument("--seed", type=int, default=0)
+                        help=f"cost preset (default: ${config.ENV_VAR}, else gpu with CUDA, "
+                             "else cpu)")
+    common.add_argument("--epochs", type=count, default=argparse.SUPPRESS,
+                        help="training epochs, >= 1 (default: the preset's)")
+    common.add_argument("--seed", type=seed_value, default=argparse.SUPPRESS,
+                        help="seed of every generator (default 0)")
     return common
+
+
+def add_job(jobs: argparse._SubParsersAction, common: argparse.ArgumentParser, job: str) -> None:
+    """The subcommand ``train JOB``: the recipe's options, each defaulting to the recipe's."""
+    recipe = recipes.RECIPES[job]
+    p = jobs.add_parser(job, parents=[common], help=inspect.getdoc(recipe).splitlines()[0])
+    defaults = inspect.signature(recipe).parameters
+    for name, options in OPTIONS[job]:
+        default = defaults[name].default
+        shown = " ".join(default) if isinstance(default, tuple) else default
+        p.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+                       **{**options, "help": f"{options['help']} (default: {shown})"})
+    p.set_defaults(run=run_job)
+
+
+def run_job(args: argparse.Namespace) -> dict[str, object]:
+    """Run the recipe of ``args.job`` with the options given; return its summary."""
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "job", "run", "preset")}
+    if "terms" in options:
+        options["terms"] = tuple(options["terms"])
+    return recipes.RECIPES[args.job](config.preset(args.preset), **options).summary()
 
 
 def add_grade(commands: argparse._SubParsersAction) -> None:
@@ -155,26 +148,24 @@ def run_grade(args: argparse.Namespace) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The ``python -m vaecourse`` parser: ``train MODEL [options]`` and ``grade``."""
+    """The ``python -m vaecourse`` parser: ``train JOB [options]`` and ``grade``."""
     top = argparse.ArgumentParser(prog="python -m vaecourse", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model and print its metrics as JSON")
-    models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    jobs = train.add_subparsers(dest="job", required=True, metavar="JOB")
     common = common_options()
-    for add in TRAINERS.values():
-        add(models, common)
+    for job in recipes.RECIPES:
+        add_job(jobs, common, job)
     add_grade(commands)
     return top
 
 
 def run_command(argv: list[str] | None = None) -> dict[str, object] | str:
-    """Parse ``argv`` and run the command in this process; ``--preset`` sets the active preset.
+    """Parse ``argv`` and run the command in this process.
 
-    Returns a ``train`` command's metrics (benchmarks/ call this) or the ``grade`` table.
+    Returns a ``train`` job's summary or the ``grade`` table.
     """
     args = parser().parse_args(argv)
-    if getattr(args, "preset", None) is not None:
-        os.environ[config.ENV_VAR] = args.preset
     return args.run(args)
 
 

@@ -7,7 +7,9 @@ Every cost knob of the book (data size, epochs, samples, model width) is a field
 * ``cpu``: the default without CUDA, a chapter in minutes on a 2-core laptop;
 * ``gpu``: the default with CUDA, the full models.
 
-``VAECOURSE_PRESET`` overrides the automatic choice.
+The preset is resolved once, by :func:`preset` (a name given, else ``$VAECOURSE_PRESET``, else
+``gpu`` with CUDA and ``cpu`` without), and the :class:`Preset` is then passed down as an
+argument: this is the only module of the package that reads the environment for it.
 """
 
 from __future__ import annotations
@@ -85,7 +87,11 @@ def preset_name() -> str:
 
 
 def preset(name: str | None = None) -> Preset:
-    """The :class:`Preset` called ``name`` (default: the active one, see :func:`preset_name`)."""
+    """The :class:`Preset` called ``name`` (None: the active one, see :func:`preset_name`).
+
+    The command line calls it with its ``--preset`` flag, a chapter with nothing; both pass the
+    result to :mod:`vaecourse.recipes`.
+    """
     if name is None:
         name = preset_name()
     if name not in PRESETS:
@@ -97,6 +103,11 @@ def preset(name: str | None = None) -> Preset:
 def device() -> torch.device:
     """The device to train on: CUDA when present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device that holds a module's parameters (the CPU for a module without any)."""
+    return next(module.parameters(), torch.empty(0)).device
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -14,16 +14,25 @@ Conventions:
   (one per example, e.g. an encoder's q(z | x)). They sample from torch's global generator:
   seed it with ``vaecourse.seed_everything``.
 * Every log-mean is a log-sum-exp, so that weights far below or above 1 never under- or overflow.
+
+The book's latent-variable models share one interface, :class:`LatentVariableModel` (the toys of
+chapters 2-5 and the VAEs of chapters 6-7) or :class:`ConditionalLatentVariableModel` (the CVAEs
+of chapters 8-10): a one-sample ``negative_elbo`` and ``log_weights`` per example, and
+``log_marginal`` where it is exact (:class:`ExactLatentVariableModel`, the toys). Every log p(x)
+estimate of a trained model goes through :func:`log_marginal_estimate`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+
+from vaecourse import gaussian
 
 LogLikelihood = Callable[[Tensor, Tensor], Tensor]
 
@@ -173,3 +182,81 @@ def importance_log_marginal(
     """
     log_w = sample_log_weights(x, log_likelihood, prior, n_samples, proposal)
     return log_mean_exp(log_w, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The interface of the book's latent-variable models, and their log p(x) estimates
+# ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """p(x) = ∫ p(x | z) p(z) dz with an approximate posterior q(z | x) (chapters 2-7)."""
+
+    def negative_elbo(self, x: Tensor) -> Tensor:
+        """The one-sample -ELBO = -(log p(x, z) - log q(z | x)), z ~ q(z | x): shape (B,)."""
+        ...
+
+    def log_weights(self, x: Tensor, k: int) -> Tensor:
+        """k log-weights log p(x, z_k) - log q(z_k | x), z_k ~ q(z | x): shape (B, k)."""
+        ...
+
+
+@runtime_checkable
+class ExactLatentVariableModel(LatentVariableModel, Protocol):
+    """A :class:`LatentVariableModel` whose log p(x) is known exactly (the toys of chapters 2-5)."""
+
+    def log_marginal(self, x: Tensor) -> Tensor:
+        """The exact log p(x): shape (B,)."""
+        ...
+
+
+@runtime_checkable
+class ConditionalLatentVariableModel(Protocol):
+    """p(x | c) = ∫ p(x | z, c) p(z | c) dz with q(z | x, c): the CVAEs of chapters 8-10.
+
+    ``x`` is what the model generates (digits, colours, futures), ``condition`` what it sees.
+    """
+
+    def negative_elbo(self, x: Tensor, condition: Tensor) -> Tensor:
+        """The one-sample conditional -ELBO, z ~ q(z | x, c): shape (B,)."""
+        ...
+
+    def log_weights(self, x: Tensor, k: int, condition: Tensor) -> Tensor:
+        """k log-weights log p(x | z_k, c) + log p(z_k | c) - log q(z_k | x, c): (B, k)."""
+        ...
+
+
+def gaussian_log_weights(log_likelihood: Callable[[Tensor], Tensor],
+                         prior: tuple[Tensor, Tensor], proposal: tuple[Tensor, Tensor], k: int,
+                         generator: torch.Generator | None = None) -> Tensor:
+    """``log w = log p(x | z) + log p(z) - log r(z)``, z ~ r, for diagonal Gaussians: (B, k).
+
+    ``prior`` and ``proposal`` are ``(mu, logvar)`` pairs of shape (B, D) (or broadcasting to
+    it); ``log_likelihood(z)`` maps z of shape (k, B, D) to log p(x | z) of shape (k, B).
+    """
+    _check_count("k", k)
+    z = gaussian.reparameterize(*proposal, generator=generator, sample_shape=(k,))
+    log_w = log_likelihood(z) + gaussian.log_normal_diag(z, *prior) \
+        - gaussian.log_normal_diag(z, *proposal)
+    return log_w.movedim(0, -1)
+
+
+def chunked_log_weights(log_weights: Callable[[int], Tensor], samples: int, chunk: int = 500
+                        ) -> Tensor:
+    """``samples`` log-weights per example, drawn ``chunk`` at a time: shape (B, samples).
+
+    ``log_weights(k)`` returns k fresh log-weights per example, (B, k); drawing them in chunks
+    bounds the memory of the decoder outputs, and only the weights are kept.
+    """
+    _check_count("samples", samples)
+    _check_count("chunk", chunk)
+    return torch.cat([log_weights(min(chunk, samples - start))
+                      for start in range(0, samples, chunk)], dim=-1)
+
+
+def log_marginal_estimate(log_weights: Callable[[int], Tensor], samples: int, chunk: int = 500
+                          ) -> Tensor:
+    """log p^(x) = log (1/S) sum_s w_s with S = ``samples`` log-weights (see
+    :func:`chunked_log_weights`): shape (B,)."""
+    return log_mean_exp(chunked_log_weights(log_weights, samples, chunk))

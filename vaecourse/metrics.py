@@ -1,7 +1,11 @@
 """Metrics of the book's models, one section per part.
 
 VAE on MNIST (chapters 6 and 7): the test ELBO with its reconstruction and KL parts, log p(x)
-estimated with K importance samples (Burda et al. 2016), and active units.
+estimated with K importance samples (Burda et al. 2016), and active units. Conditional VAE
+(chapter 8): -log p(x | y) by importance sampling. Colorization (chapter 9): best-of-k error,
+diversity, chroma ratio, hue coverage. Forecasting (chapter 10): minADE/minFDE, mode coverage
+and total variation, KDE-NLL. A metric draws from torch's generators as the caller seeded them
+(a recipe seeds once); it never reseeds them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vaecourse import config, estimators
+from vaecourse.data import colorization as color_data
 from vaecourse.data import trajectories
 from vaecourse.models import forecasting
 from vaecourse.models import vae as vae_models
@@ -22,20 +27,15 @@ from vaecourse.models import vae as vae_models
 # ---------------------------------------------------------------------------------------------
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device that holds the model's parameters."""
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def elbo_parts(model: vae_models.VAE, x: Tensor, batch_size: int = 500,
                generator: torch.Generator | None = None) -> dict[str, float]:
     """Mean one-sample ELBO of the images ``x`` with its reconstruction and KL terms, in nats."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
+    device = config.module_device(model)
     for xb in x.split(batch_size):
-        nelbo, recon, kl_per_dim = vae_models.negative_elbo(model, xb.to(model_device(model)),
-                                                            generator)
+        nelbo, recon, kl_per_dim = vae_models.negative_elbo(model, xb.to(device), generator)
         parts = torch.stack([-nelbo.sum(), recon.sum(), kl_per_dim.sum()])
         totals += parts.double().cpu()
     elbo, recon, kl = (totals / len(x)).tolist()
@@ -51,17 +51,17 @@ def importance_log_weights(model: vae_models.VAE, x: Tensor, samples: int, batch
     The K = ``samples`` weights of a batch of images are drawn in chunks of samples, so that a
     chunk's decoder output holds at most ``max_elements`` numbers; only the weights are kept.
     """
-    if not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be an int >= 1, got {samples!r}")
+    check_count("samples", samples)
+    check_count("batch_size", batch_size)
     model.eval()
-    device = model_device(model)
+    device = config.module_device(model)
     rows = []
     for xb in x.split(batch_size):
         chunk = max(1, max_elements // (len(xb) * vae_models.DATA_DIM))
         xb = xb.to(device)
-        rows.append(torch.cat([
-            vae_models.log_weights(model, xb, min(chunk, samples - start), generator).cpu()
-            for start in range(0, samples, chunk)], dim=-1))
+        rows.append(estimators.chunked_log_weights(
+            lambda k, xb=xb: vae_models.log_weights(model, xb, k, generator).cpu(), samples,
+            chunk))
     return torch.cat(rows)
 
 
@@ -82,12 +82,19 @@ def active_units(model: vae_models.VAE, x: Tensor, threshold: float = 0.01,
                  batch_size: int = 500) -> tuple[int, Tensor]:
     """Count latents with ``Var_x(E_q[z_j | x]) > threshold``; return (count, variances)."""
     model.eval()
-    mu = torch.cat([model.encode(xb.to(model_device(model)))[0].cpu()
+    mu = torch.cat([model.encode(xb.to(config.module_device(model)))[0].cpu()
                     for xb in x.split(batch_size)])
     if len(mu) < 2:
         raise ValueError(f"x must hold at least 2 images to compute a variance, got {len(mu)}")
     variances = mu.var(dim=0)
     return int((variances > threshold).sum()), variances
+
+
+def check_count(name: str, value: object) -> int:
+    """Raise ValueError unless ``value`` is an int >= 1 (a number of images, samples, ...)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
 
 
 def mean_and_se(values: Tensor) -> tuple[float, float]:
@@ -106,6 +113,10 @@ def evaluate_vae(model: vae_models.VAE, x: Tensor, samples: int, eval_size: int 
     ``samples`` importance samples each: ``test_log_likelihood``, the ``samples``-sample ELBO
     ``eval_elbo`` and the gap ``likelihood_gap``, each with its standard error (``*_se``).
     """
+    if eval_size is not None:
+        check_count("eval_size", eval_size)
+    if len(x) < 2:
+        raise ValueError(f"x must hold at least 2 images, got {len(x)}")
     parts = elbo_parts(model, x, generator=generator)
     log_px, elbo = log_likelihood(model, x[:eval_size], samples, generator=generator)
     ll, ll_se = mean_and_se(log_px)
@@ -116,6 +127,29 @@ def evaluate_vae(model: vae_models.VAE, x: Tensor, samples: int, eval_size: int 
             "test_log_likelihood": ll, "test_log_likelihood_se": ll_se,
             "eval_elbo": eval_elbo, "eval_elbo_se": eval_elbo_se,
             "likelihood_gap": gap, "likelihood_gap_se": gap_se}
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditional VAE (chapter 8)
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def conditional_nll(model: estimators.ConditionalLatentVariableModel, x: Tensor, y: Tensor,
+                    samples: int, batch_size: int = 50) -> Tensor:
+    """Per example ``-log p(x | y)``, estimated with ``samples`` importance samples of
+    q(z | x, y) (:func:`vaecourse.estimators.log_marginal_estimate`): shape (N,)."""
+    check_count("samples", samples)
+    check_count("batch_size", batch_size)
+    if len(x) != len(y):
+        raise ValueError(f"x and y must hold as many examples, got {len(x)} and {len(y)}")
+    device = config.module_device(model)
+    rows = []
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        xb, yb = xb.to(device), yb.to(device)
+        rows.append(estimators.log_marginal_estimate(
+            lambda k, xb=xb, yb=yb: model.log_weights(xb, k, yb), samples).cpu())
+    return -torch.cat(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +235,19 @@ def colorization_metrics(samples: Tensor, target: Tensor, mask: Tensor | None = 
     return out
 
 
+@torch.no_grad()
+def evaluate_colorizer(model: nn.Module, test: color_data.ColorData, samples: int = 10,
+                       batch_size: int = 100) -> dict[str, float]:
+    """:func:`colorization_metrics` of ``samples`` colourings per test image (hue coverage on
+    the synthetic set, whose objects carry a mask)."""
+    check_count("samples", samples)
+    device = config.module_device(model)
+    out = torch.cat([model.colorize(L.to(device), samples).cpu()
+                     for L in test.L.split(batch_size)])
+    hues = color_data.hue_ab() if test.mask is not None else None
+    return colorization_metrics(out, test.ab, test.mask, hues)
+
+
 # ---------------------------------------------------------------------------------------------
 # Forecasting (chapter 10)
 # ---------------------------------------------------------------------------------------------
@@ -268,15 +315,10 @@ def kde_nll(samples: Tensor, y: Tensor, clip: float = -20.0) -> Tensor:
     return out
 
 
-def forecaster_device(model: nn.Module) -> torch.device:
-    """The device of a forecaster's parameters (the CPU for the parameter-free oracle)."""
-    return next(model.parameters(), torch.empty(0)).device
-
-
 @torch.no_grad()
 def sample_in_batches(model: nn.Module, images: Tensor, n: int, batch_size: int = 100) -> Tensor:
     """``model.sample(images, n)`` on the model's device, in batches of images: (n, B, T, 2)."""
-    device = forecaster_device(model)
+    device = config.module_device(model)
     return torch.cat([model.sample(xb.to(device), n).cpu() for xb in images.split(batch_size)], 1)
 
 
@@ -305,7 +347,7 @@ def sample_metrics(model: nn.Module, junction: trajectories.Junction, images: Te
 
 def evaluate_forecaster(model: nn.Module, junction: trajectories.Junction, images: Tensor,
                         y: Tensor, open_mask: Tensor, eval_size: int | None = None,
-                        k: int = 20, kde_samples: int = 2000, seed: int = 0) -> dict[str, float]:
+                        k: int = 20, kde_samples: int = 2000) -> dict[str, float]:
     """The chapter's metrics of a forecaster on test scenes, nats per trajectory unless noted.
 
     On all scenes, with k samples each, beside the oracle (exact samples): ``min_ade_20``,
@@ -316,10 +358,13 @@ def evaluate_forecaster(model: nn.Module, junction: trajectories.Junction, image
     ``closed_exit_rate``, ``kde_nll`` (per time step, Trajectron++) beside the oracle's and the
     exact per-step NLL ``exact_step_nll`` = mean_t -log p_true(y_t | x) that KDE-NLL estimates.
     """
-    config.seed_everything(seed)
+    for name, value in (("k", k), ("kde_samples", kde_samples)):
+        check_count(name, value)
+    if eval_size is not None:
+        check_count("eval_size", eval_size)
     oracle = forecasting.TrueForecaster(junction)
     n = len(y) if eval_size is None else min(eval_size, len(y))
-    device = forecaster_device(model)
+    device = config.module_device(model)
     log_p = torch.cat([model.log_prob(xb.to(device), yb.to(device)).double().cpu()
                        for xb, yb in zip(images[:n].split(100), y[:n].split(100), strict=True)])
     log_true = junction.log_prob(y[:n], open_mask[:n])

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import skimage.util
 import torch
 from matplotlib.axes import Axes
 from torch import Tensor
+
+from vaecourse import config
 
 
 def new_axes(ax: Axes | None, size: tuple[float, float] = (4, 4)) -> Axes:
@@ -18,16 +21,12 @@ def new_axes(ax: Axes | None, size: tuple[float, float] = (4, 4)) -> Axes:
 
 
 def tile(images: Tensor | np.ndarray, ncols: int, side: int = 28, pad: int = 1) -> np.ndarray:
-    """Arrange N images, (N, side*side) or (N, side, side), in rows of ``ncols``, ``pad`` apart."""
+    """Arrange N images, (N, side*side) or (N, side, side), in rows of ``ncols``, ``pad`` apart
+    (``skimage.util.montage``; the gaps and empty cells are grey, 0.25)."""
     images = np.asarray(images.detach().cpu() if isinstance(images, Tensor) else images, float)
     images = images.reshape(-1, side, side)
     nrows = -(-len(images) // ncols)
-    canvas = np.full((nrows * (side + pad) + pad, ncols * (side + pad) + pad), 0.25)
-    for i, image in enumerate(images):
-        r, c = divmod(i, ncols)
-        canvas[pad + r * (side + pad):(r + 1) * (side + pad),
-               pad + c * (side + pad):(c + 1) * (side + pad)] = image
-    return canvas
+    return skimage.util.montage(images, fill=0.25, grid_shape=(nrows, ncols), padding_width=pad)
 
 
 def image_grid(images: Tensor | np.ndarray, ncols: int = 10, ax: Axes | None = None,
@@ -53,7 +52,7 @@ def latent_grid(n: int = 15, span: float = 0.95) -> Tensor:
 @torch.no_grad()
 def latent_manifold(model: torch.nn.Module, n: int = 15, ax: Axes | None = None) -> Axes:
     """The decoded means ``sigmoid(decode(z))`` of a 2-D model on a grid of prior quantiles."""
-    z = latent_grid(n).to(next(model.parameters()).device)
+    z = latent_grid(n).to(config.module_device(model))
     images = torch.sigmoid(model.decode(z))
     ax = image_grid(images, ncols=n, ax=new_axes(ax, (6, 6)), pad=0)
     ax.set_title("decoded z on a grid of N(0, 1) quantiles (z1 right, z2 up)")

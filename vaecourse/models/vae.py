@@ -1,6 +1,7 @@
 """The variational autoencoder on MNIST (chapters 6 and 7).
 
-Two networks with the same interface, ``encode(x) -> (mu, logvar)`` and ``decode(z) -> logits``:
+Two networks with the same interface, ``encode(x) -> (mu, logvar)`` and ``decode(z) -> logits``
+(and the book's model interface, :class:`vaecourse.estimators.LatentVariableModel`):
 an MLP (:class:`VAE`) and a convolutional one (:class:`ConvVAE`, for the gpu preset). Images are
 flattened to 784 binary pixels; the decoder is a product of Bernoulli distributions with logits.
 
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from vaecourse import estimators, gaussian
 
+OBJECTIVES = ("vae", "iwae")  # what VAE.loss optimizes: the ELBO or the IWAE bound
 IMAGE_SHAPE = (1, 28, 28)
 DATA_DIM = 28 * 28
 
@@ -62,6 +64,15 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         return self.decode(gaussian.reparameterize(mu, logvar)), mu, logvar
 
+    def negative_elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The one-sample -ELBO per image (the first value of :func:`negative_elbo`)."""
+        return negative_elbo(self, x, generator)[0]
+
+    def log_weights(self, x: Tensor, k: int, generator: torch.Generator | None = None
+                    ) -> Tensor:
+        """k importance log-weights per image, (B, k) (:func:`log_weights`)."""
+        return log_weights(self, x, k, generator)
+
     def loss(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
         """The training loss of a batch (images, or ``(images, labels)``) and its metrics."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -97,10 +108,12 @@ class ConvVAE(VAE):
 
 def check_objective(objective: str, k: int, beta: float, free_bits: float) -> None:
     """Raise ValueError for an unknown objective, k < 1, a negative beta or negative free bits."""
-    if objective not in ("vae", "iwae"):
-        raise ValueError(f"objective must be 'vae' or 'iwae', got {objective!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
+    if objective == "vae" and k != 1:
+        raise ValueError(f"k={k} needs objective 'iwae' (a VAE uses one sample), got 'vae'")
     if beta < 0 or free_bits < 0:
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
 
@@ -161,11 +174,9 @@ def log_weights(model: VAE, x: Tensor, k: int, generator: torch.Generator | None
     """
     x = check_binary_images(x)
     mu, logvar = model.encode(x)
-    z = gaussian.reparameterize(mu, logvar, generator=generator, sample_shape=(k,))
-    log_px_z = -reconstruction_nll(model.decode(z), x)
-    log_pz = gaussian.log_normal_diag(z, torch.zeros_like(z), torch.zeros_like(z))
-    log_qz = gaussian.log_normal_diag(z, mu, logvar)
-    return (log_px_z + log_pz - log_qz).movedim(0, -1)
+    zeros = torch.zeros_like(mu)
+    return estimators.gaussian_log_weights(lambda z: -reconstruction_nll(model.decode(z), x),
+                                           (zeros, zeros), (mu, logvar), k, generator)
 
 
 def iwae_loss(model: VAE, x: Tensor, k: int, generator: torch.Generator | None = None

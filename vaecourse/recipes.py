@@ -1,0 +1,387 @@
+"""One function per training job of the book: data -> model -> fit -> metrics (chapters 1, 6-10).
+
+Every recipe takes an explicit :class:`~vaecourse.config.Preset` (the sizes, epochs and widths
+of the job), a ``seed`` (every generator is seeded once, when the recipe starts), a ``device``
+(default: CUDA when present), ``epochs`` (None: the preset's; an explicit number must be >= 1)
+and the options of its job, and returns one :class:`Run`. The command line
+(``python -m vaecourse train JOB``), the benchmarks and the chapters call these functions, and
+nothing else wires data to models. :data:`RECIPES` lists them by job name; the tuples below
+list each job's choices, so that the command line offers exactly what the recipes accept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from vaecourse import config, metrics, train
+from vaecourse.data import colorization as color_data
+from vaecourse.data import mnist, trajectories
+from vaecourse.models import autoencoder as ae_models
+from vaecourse.models import colorization as color_models
+from vaecourse.models import cvae as cvae_models
+from vaecourse.models import forecasting as forecast_models
+from vaecourse.models import vae as vae_models
+
+CVAE_MODELS = ("cvae", "baseline")  # chapter 8: the conditional VAE and the deterministic net
+COLORIZERS = ("regressor", "cvae", "mdn")  # chapter 9
+FORECASTERS = ("regressor", "cvae")  # chapter 10
+COLOR_BATCH = 32  # images per batch of the colorizers (chapter 9)
+
+Value = float | int | str | tuple | None
+
+
+@dataclass
+class Run:
+    """What every recipe returns: the trained model and everything needed to report on it.
+
+    ``provenance`` says what ran (job, preset, device, seed, epochs, data, options); ``metrics``
+    are the test metrics (empty when the recipe was asked not to evaluate); ``seconds`` is the
+    training time; ``test`` is the test data the metrics were computed on (for the figures).
+    """
+
+    model: nn.Module
+    history: train.History
+    metrics: dict[str, Value]
+    seconds: float
+    provenance: dict[str, Value]
+    test: TensorDataset | color_data.ColorData = field(repr=False)
+
+    def summary(self) -> dict[str, Value]:
+        """The final JSON line of ``python -m vaecourse train``: provenance, the training
+        time and the metrics."""
+        return {**self.provenance, "train_seconds": round(self.seconds, 2), **self.metrics}
+
+
+def start(preset: config.Preset, seed: int, device: torch.device | None) -> torch.device:
+    """Check the preset, seed every generator (once per recipe) and pick the device."""
+    if not isinstance(preset, config.Preset):
+        raise ValueError(f"preset must be a vaecourse.config.Preset (e.g. config.preset('smoke')), "
+                         f"got {preset!r:.60}")
+    config.seed_everything(seed)
+    return config.device() if device is None else torch.device(device)
+
+
+def resolve_epochs(epochs: int | None, default: int) -> int:
+    """``epochs`` when given (an int >= 1), else the preset's ``default``."""
+    if epochs is None:
+        return default
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1 (or None: the preset's {default}), "
+                         f"got {epochs!r}")
+    return epochs
+
+
+def check_choice(name: str, value: object, choices: tuple) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def timed_fit(model: nn.Module, loader: DataLoader, **options: object
+              ) -> tuple[train.History, float]:
+    """:func:`vaecourse.train.fit` and its wall time in seconds."""
+    begin = time.perf_counter()
+    history = train.fit(model, loader, **options)
+    return history, time.perf_counter() - begin
+
+
+def shuffled(*tensors: Tensor, batch_size: int, seed: int) -> DataLoader:
+    """A shuffled DataLoader over equally long tensors, its order drawn from ``seed``."""
+    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def described(preset: config.Preset, device: torch.device, seed: int, job: str,
+              **options: Value) -> dict[str, Value]:
+    """The provenance of a run: job, preset, device, seed and the job's options."""
+    return {"job": job, "preset": preset.name, "device": str(device), "seed": seed, **options}
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 1: a deep autoencoder on MNIST
+# ---------------------------------------------------------------------------------------------
+
+
+def autoencoder(preset: config.Preset, *, code: int = 2, noise: float = 0.0,
+                sparsity: float = 0.0, contraction: float = 0.0, epochs: int | None = None,
+                seed: int = 0, device: torch.device | None = None, progress: bool = True) -> Run:
+    """Chapter 1's MLP autoencoder (width ``hidden``) on grey MNIST digits, with Adam (lr 3e-3).
+
+    ``epochs`` defaults to enough epochs for the preset's ``ae_steps`` gradient steps. Metrics:
+    the test squared error ``||x - x_hat||^2`` per digit and, for comparison, that of PCA with
+    as many directions as the code has dimensions (fitted on the training digits).
+    """
+    device = start(preset, seed, device)
+    data = mnist.load_mnist("embedded", train_size=preset.train_size, test_size=preset.test_size)
+    train_loader, _ = mnist.loaders(data, preset.batch_size, seed=seed)
+    epochs = resolve_epochs(epochs, math.ceil(preset.ae_steps / len(train_loader)))
+    model = ae_models.Autoencoder(code, preset.hidden, noise=noise, sparsity=sparsity,
+                                  contraction=contraction)
+    history, seconds = timed_fit(model, train_loader, epochs=epochs, lr=3e-3, device=device,
+                                 progress=progress)
+    x_test = data.x_test
+    with torch.no_grad():
+        error = (model(x_test.to(device)).cpu() - x_test).pow(2).sum(-1)
+    mean, directions, _ = ae_models.pca(data.x_train, code)
+    pca_error = ((x_test - mean) @ directions @ directions.T + mean - x_test).pow(2).sum(-1)
+    results = {"test_squared_error": error.mean().item(),
+               "pca_squared_error": pca_error.mean().item()}
+    provenance = described(preset, device, seed, "autoencoder", data=data.source, epochs=epochs,
+                           code=code, noise=noise, sparsity=sparsity, contraction=contraction)
+    return Run(model, history, results, seconds, provenance,
+               TensorDataset(data.x_test, data.y_test))
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters 6 and 7: the VAE and the IWAE on binarized MNIST
+# ---------------------------------------------------------------------------------------------
+
+
+def vae(preset: config.Preset, *, latent: int = 20, objective: str = "vae", k: int = 1,
+        beta: float = 1.0, free_bits: float = 0.0, anneal_epochs: int = 0,
+        data: str | None = None, epochs: int | None = None, seed: int = 0,
+        device: torch.device | None = None, evaluate: bool = True, progress: bool = True) -> Run:
+    """The preset's VAE (``vae_arch``, ``hidden``) on dynamically binarized MNIST.
+
+    Data: ``data`` (one of ``mnist.SOURCES``; None: the preset's ``mnist_source``) cut to the
+    preset's train/test sizes, the test digits binarized once. ``epochs`` defaults to the
+    preset's ``vae_epochs``; ``anneal_epochs > 0`` raises the KL weight linearly to 1 over that
+    many epochs (:func:`vaecourse.train.kl_annealing`). Metrics: those of
+    :func:`vaecourse.metrics.evaluate_vae` with the preset's ``eval_samples`` and ``eval_size``.
+    """
+    device = start(preset, seed, device)
+    network = {"mlp": vae_models.VAE, "conv": vae_models.ConvVAE}[preset.vae_arch]
+    model = network(latent, preset.hidden, objective=objective, k=k, beta=beta,
+                    free_bits=free_bits)
+    mnist_data = mnist.load_mnist(preset.mnist_source if data is None else data,
+                                  train_size=preset.train_size, test_size=preset.test_size)
+    train_loader, test_loader = mnist.loaders(mnist_data, preset.batch_size, "dynamic", seed=seed)
+    epochs = resolve_epochs(epochs, preset.vae_epochs)
+    hook = train.kl_annealing(anneal_epochs) if anneal_epochs else None
+    history, seconds = timed_fit(model, train_loader, test_loader=test_loader, epochs=epochs,
+                                 device=device, before_epoch=hook, progress=progress)
+    x_test, _ = test_loader.dataset.tensors
+    eval_size = len(x_test) if preset.eval_size is None else min(preset.eval_size, len(x_test))
+    results = metrics.evaluate_vae(model, x_test, preset.eval_samples, eval_size) \
+        if evaluate else {}
+    provenance = described(preset, device, seed, "vae", data=mnist_data.source,
+                           train_digits=len(mnist_data.x_train), test_digits=len(x_test),
+                           epochs=epochs,
+                           latent=latent, objective=objective, k=k, beta=beta,
+                           free_bits=free_bits, anneal_epochs=anneal_epochs,
+                           eval_samples=preset.eval_samples, eval_size=eval_size)
+    return Run(model, history, results, seconds, provenance, test_loader.dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 8: the conditional VAE on MNIST (class labels, or Sohn et al.'s quadrant completion)
+# ---------------------------------------------------------------------------------------------
+
+
+def cvae_samples(preset: config.Preset) -> int:
+    """Importance samples per digit of chapter 8's -log p(x | y): a tenth of ``eval_samples``,
+    at least 10."""
+    return max(10, preset.eval_samples // 10)
+
+
+def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None,
+         latent: int = 20, epochs: int | None = None, seed: int = 0,
+         device: torch.device | None = None, evaluate: bool = True, progress: bool = True
+         ) -> Run:
+    """Chapter 8's conditional model of fixed-binarized MNIST digits x given y.
+
+    ``given=None``: y is the one-hot label and the CVAE's prior is N(0, I); ``given`` = 1, 2 or
+    3: y shows that many quadrants of the digit, the likelihood counts the missing pixels only
+    and the CVAE learns its prior network (Sohn et al.). ``model`` is ``"cvae"`` or the
+    deterministic ``"baseline"``. The digits come from the embedded set, the preset's sizes,
+    binarized once (seeds ``seed`` and ``seed + 1``). Metrics on the preset's ``eval_size``
+    test digits: ``test_nll`` = mean -log p(x | y) (the CVAE's by importance sampling with
+    :func:`cvae_samples` samples) with its standard error; for the CVAE also the one-sample
+    conditional ``test_elbo``, ``test_reconstruction`` and ``test_kl`` on all test digits.
+    """
+    device = start(preset, seed, device)
+    check_choice("model", model, CVAE_MODELS)
+    if given is not None:
+        check_choice("given", given, tuple(cvae_models.QUADRANTS))
+    data = mnist.load_mnist("embedded", train_size=preset.train_size, test_size=preset.test_size)
+    x_train = mnist.binarize_fixed(data.x_train, seed)
+    x_test = mnist.binarize_fixed(data.x_test, seed + 1)
+    if given is None:
+        y_train, y_test = F.one_hot(data.y_train, 10).float(), F.one_hot(data.y_test, 10).float()
+        missing = None
+    else:
+        _, y_train, missing = cvae_models.quadrant_task(x_train, given)
+        _, y_test, _ = cvae_models.quadrant_task(x_test, given)
+    if model == "cvae":
+        net: nn.Module = cvae_models.CVAE(x_train.shape[1], y_train.shape[1], latent,
+                                          preset.hidden, learned_prior=given is not None,
+                                          output_mask=missing)
+    else:
+        net = cvae_models.BaselineNet(x_train.shape[1], y_train.shape[1], preset.hidden,
+                                      output_mask=missing)
+    epochs = resolve_epochs(epochs, preset.vae_epochs)
+    history, seconds = timed_fit(net, shuffled(x_train, y_train, batch_size=preset.batch_size,
+                                               seed=seed),
+                                 epochs=epochs, device=device, progress=progress)
+    n_eval = len(x_test) if preset.eval_size is None else min(preset.eval_size, len(x_test))
+    results: dict[str, Value] = {}
+    samples = cvae_samples(preset) if model == "cvae" else None
+    if evaluate:
+        xe, ye = x_test[:n_eval], y_test[:n_eval]
+        if model == "cvae":
+            nll = metrics.conditional_nll(net, xe, ye, samples)
+            with torch.no_grad():
+                nelbo, recon, kl = cvae_models.negative_elbo(net, x_test.to(device),
+                                                             y_test.to(device))
+            results = {"test_elbo": -nelbo.mean().item(),
+                       "test_reconstruction": recon.mean().item(), "test_kl": kl.mean().item()}
+        else:
+            with torch.no_grad():
+                nll = net.nll(xe.to(device), ye.to(device)).cpu()
+        mean, se = metrics.mean_and_se(nll)
+        results = {"test_nll": mean, "test_nll_se": se, **results}
+    provenance = described(preset, device, seed, "cvae", model=model,
+                           condition="label" if given is None else "quadrants", given=given,
+                           data=data.source, train_digits=len(x_train), test_digits=len(x_test),
+                           epochs=epochs,
+                           latent=latent if model == "cvae" else None, eval_samples=samples,
+                           eval_size=n_eval)
+    return Run(net, history, results, seconds, provenance, TensorDataset(x_test, y_test))
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 9: colorization (regressor, CVAE, Deshpande et al.'s VAE + MDN)
+# ---------------------------------------------------------------------------------------------
+
+
+def color_sets(preset: config.Preset, source: str, seed: int = 0
+               ) -> tuple[color_data.ColorData, color_data.ColorData]:
+    """The preset's training and test images of ``source`` (one of ``color_data.SOURCES``):
+    ``color_images`` training images, a tenth of that (at least 32) test images, ``image_size``
+    pixels square (for LFW at most what each split holds)."""
+    check_choice("data", source, color_data.SOURCES)
+    return color_data.load(source, preset.color_images, max(32, preset.color_images // 10),
+                           preset.image_size, seed)
+
+
+def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "synthetic",
+                 terms: tuple[str, ...] = color_models.DECODER_TERMS, latent: int = 4,
+                 samples: int = 10, epochs: int | None = None, seed: int = 0,
+                 device: torch.device | None = None, evaluate: bool = True,
+                 progress: bool = True) -> Run:
+    """Train one of chapter 9's colorizers (:data:`COLORIZERS`) on the preset's images.
+
+    Width ``color_width``, ``epochs`` default ``color_epochs``, Adam (lr 1e-3), batches of
+    :data:`COLOR_BATCH`. ``"mdn"`` trains the :class:`ColorVAE` (decoder-loss ``terms``; KL
+    weight raised linearly to ``beta_max`` over the first half of the epochs) and then the
+    :class:`MDN` on its codes, each for ``epochs``. Metrics:
+    :func:`vaecourse.metrics.evaluate_colorizer` with ``samples`` colourings per test image
+    (``hue_coverage`` None off the synthetic set).
+    """
+    device = start(preset, seed, device)
+    check_choice("model", model, COLORIZERS)
+    train_set, test_set = color_sets(preset, data, seed)
+    epochs = resolve_epochs(epochs, preset.color_epochs)
+    batches = color_models.loader(train_set.L, train_set.ab, batch_size=COLOR_BATCH, seed=seed)
+    options = {"epochs": epochs, "device": device, "progress": progress}
+    if model == "regressor":
+        net: nn.Module = color_models.Regressor(preset.color_width)
+        history, seconds = timed_fit(net, batches, **options)
+    elif model == "cvae":
+        net = color_models.ColorCVAE(latent, preset.color_width)
+        history, seconds = timed_fit(net, batches, **options)
+    else:
+        stats = color_models.color_statistics(train_set.ab / color_models.AB_SCALE)
+        color_vae = color_models.ColorVAE(stats, latent, preset.color_width, tuple(terms))
+        history, seconds = timed_fit(color_vae, batches, **options, before_epoch=train.kl_annealing(
+            max(1, epochs // 2), attribute="anneal"))
+        mdn = color_models.MDN(latent, preset.color_width)
+        codes = color_models.loader(train_set.L, color_models.vae_codes(color_vae, train_set),
+                                    batch_size=COLOR_BATCH, seed=seed)
+        mdn_history, mdn_seconds = timed_fit(mdn, codes, **options)
+        history = {**history, "mdn_train": mdn_history["train"]}
+        seconds += mdn_seconds
+        net = color_models.DiverseColorizer(color_vae, mdn)
+    results: dict[str, Value] = {}
+    if evaluate:
+        results = {"hue_coverage": None, **metrics.evaluate_colorizer(net, test_set, samples)}
+    provenance = described(preset, device, seed, "colorization", model=model, data=data,
+                           image_size=preset.image_size, train_images=len(train_set),
+                           test_images=len(test_set), epochs=epochs, width=preset.color_width,
+                           latent=None if model == "regressor" else latent,
+                           terms=tuple(terms) if model == "mdn" else None, samples=samples)
+    return Run(net.eval(), history, results, seconds, provenance, test_set)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 10: forecasting futures at a junction (regressor, CVAE)
+# ---------------------------------------------------------------------------------------------
+
+
+def junction_scenes(preset: config.Preset, seed: int = 0
+                    ) -> tuple[trajectories.Junction, TensorDataset, TensorDataset]:
+    """The junction and the preset's scenes: ``forecast_size`` training scenes and a tenth as
+    many test scenes, ``image_size`` pixels square, drawn from a generator seeded by ``seed``."""
+    junction = trajectories.Junction()
+    generator = torch.Generator().manual_seed(seed)
+    train_set = trajectories.make_dataset(junction, preset.forecast_size, preset.image_size,
+                                          generator)
+    test_set = trajectories.make_dataset(junction, max(1, preset.forecast_size // 10),
+                                         preset.image_size, generator)
+    return junction, train_set, test_set
+
+
+def kde_samples(preset: config.Preset) -> int:
+    """Samples per scene for KDE-NLL: Trajectron++'s 2000, at most the preset's eval_samples."""
+    return min(2000, preset.eval_samples)
+
+
+def forecasting(preset: config.Preset, *, model: str = "cvae", latent: int = 4,
+                epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
+                evaluate: bool = True, progress: bool = True) -> Run:
+    """Train one of chapter 10's forecasters (:data:`FORECASTERS`) on :func:`junction_scenes`.
+
+    Width ``hidden``, ``epochs`` default the preset's ``epochs``, Adam (lr 1e-3); the
+    regressor's residual Gaussian is fitted on the training scenes after training; the CVAE
+    estimates log p(y | x) with the preset's ``eval_samples``. Metrics:
+    :func:`vaecourse.metrics.evaluate_forecaster` on the preset's ``eval_size`` test scenes with
+    :func:`kde_samples` samples for KDE-NLL.
+    """
+    device = start(preset, seed, device)
+    check_choice("model", model, FORECASTERS)
+    junction, train_set, test_set = junction_scenes(preset, seed)
+    net = (forecast_models.Regressor(junction.steps, preset.hidden) if model == "regressor"
+           else forecast_models.CVAE(junction.steps, preset.hidden, latent, preset.eval_samples))
+    epochs = resolve_epochs(epochs, preset.epochs)
+    loader = DataLoader(train_set, batch_size=preset.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    history, seconds = timed_fit(net, loader, epochs=epochs, device=device, progress=progress)
+    if model == "regressor":
+        net.fit_residuals(*train_set.tensors[:2])
+    results: dict[str, Value] = {}
+    if evaluate:
+        images, y, open_mask, _ = test_set.tensors
+        results = metrics.evaluate_forecaster(net, junction, images, y, open_mask,
+                                              preset.eval_size, kde_samples=kde_samples(preset))
+    provenance = described(preset, device, seed, "forecasting", model=model,
+                           image_size=preset.image_size, train_scenes=len(train_set),
+                           epochs=epochs, latent=latent if model == "cvae" else None,
+                           eval_samples=preset.eval_samples if model == "cvae" else None)
+    return Run(net, history, results, seconds, provenance, test_set)
+
+
+RECIPES: dict[str, Callable[..., Run]] = {
+    "autoencoder": autoencoder,
+    "vae": vae,
+    "cvae": cvae,
+    "colorization": colorization,
+    "forecasting": forecasting,
+}
