@@ -24,10 +24,19 @@ score still comes from the original tests), ``late`` (modified after ``--deadlin
 submission for that student.
 """
 
-from vaecourse.grading.batch import FIELDS, Result, grade, table
-from vaecourse.grading.course import HideHiddenTests
-from vaecourse.grading.notebook import grade_id, tampering
-from vaecourse.grading.sandbox import Limits
+import importlib
 
-__all__ = ["FIELDS", "HideHiddenTests", "Limits", "Result", "grade", "grade_id", "table",
-           "tampering"]
+EXPORTS = {"FIELDS": "batch", "Result": "batch", "grade": "batch", "table": "batch",
+           "HideHiddenTests": "course", "grade_id": "notebook", "tampering": "notebook",
+           "Limits": "sandbox"}
+MODULES = ("batch", "course", "kernel", "layout", "notebook", "sandbox", "verdict")
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    """Import on first use (the probe process imports only :mod:`.verdict`, not nbgrader)."""
+    if name in EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{EXPORTS[name]}"), name)
+    if name in MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

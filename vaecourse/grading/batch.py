@@ -134,17 +134,17 @@ def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
             break
         outcome.changes += tampering(release, submitted)
         nb = runnable(release, submitted, a.in_kernel[name])
-        work, run = scratch / Path(name).stem / "work", scratch / Path(name).stem / "run"
-        work.mkdir(parents=True)
-        run.mkdir()
+        work, run, probe = (scratch / Path(name).stem / d for d in ("work", "run", "probe"))
+        for folder in (work, run, probe):
+            folder.mkdir(parents=True)
         nb, stop = execute(nb, work, run, a.limits, a.sandboxed)
         if stop:
             outcome.problem = stop
             break
         verdicts = {}
-        if a.hidden[name]:
-            prefix = sandbox.command(run, a.limits, sandboxed=a.sandboxed)
-            values = probe_values(probe_cells(nb), a.hidden[name], run, prefix,
+        if a.hidden[name]:  # a fresh folder: nothing the kernel left there
+            prefix = sandbox.command(probe, a.limits, sandboxed=a.sandboxed)
+            values = probe_values(probe_cells(nb), a.hidden[name], probe, prefix,
                                   a.limits.cell_seconds, a.limits.notebook_seconds)
             verdicts = {v.test: v for v in decide(a.hidden[name], values)}
         record_verdicts(nb, verdicts)

@@ -119,10 +119,12 @@ def missing_before(release: NotebookNode, cell: NotebookNode | None, seen: set[s
     return missing
 
 
-def probe_cells(nb: NotebookNode) -> list[str]:
-    """The sources the probe runs before the hidden tests: the locked setup cells and the
-    answer cells, in order; no test cell and no free cell."""
-    return [c.source for c in nb.cells if c.cell_type == "code" and grade_id(c) and not is_test(c)]
+def probe_cells(nb: NotebookNode) -> list[tuple[str, bool]]:
+    """What the probe runs before the hidden tests, in order: the locked setup cells and the
+    answer cells (no test cell, no free cell), each with whether it is the student's (and so
+    runs under the per-cell timeout)."""
+    return [(c.source, not nbgrader(c).get("locked")) for c in nb.cells
+            if c.cell_type == "code" and grade_id(c) and not is_test(c)]
 
 
 def record_verdicts(nb: NotebookNode, verdicts: dict[str, Verdict]) -> None:

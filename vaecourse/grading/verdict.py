@@ -138,11 +138,11 @@ def roundtrip(value: object) -> object:
     return decode(json.loads(json.dumps(encode(value))))
 
 
-def probe_values(cells: list[str], hidden: list[Hidden], run: Path, sandbox: list[str],
-                 cell_seconds: int, seconds: int) -> dict[str, object]:
+def probe_values(cells: list[tuple[str, bool]], hidden: list[Hidden], run: Path,
+                 sandbox: list[str], cell_seconds: int, seconds: int) -> dict[str, object]:
     """Run the probes in a fresh process started with ``sandbox`` (an argv prefix), after the
-    ``cells`` (setup and answers); return each test's JSON line: ``{"values": ...}`` or
-    ``{"error": name}``. Tests missing from the result did not finish."""
+    ``cells`` (source, whether it is the student's: setup and answers); return each test's JSON
+    line: ``{"values": ...}`` or ``{"error": name}``. Tests missing from it did not finish."""
     job = run / "probe.json"
     job.write_text(json.dumps({"cells": cells, "probes": {h.test: h.probe for h in hidden},
                                "cell_seconds": cell_seconds}))
@@ -204,14 +204,15 @@ def alarm(signum, frame):
 
 
 def run_probes(job: Path, out: Path) -> None:
-    """The probe process (inside the sandbox): run the cells, then each probe, one JSON line per
-    probe. Student code runs here, so nothing here decides anything."""
+    """The probe process (inside the sandbox): run the cells (the student's under the per-cell
+    timeout), then each probe, one JSON line per probe. Student code runs here, so nothing here
+    decides anything."""
     spec = json.loads(job.read_text())
     signal.signal(signal.SIGALRM, alarm)
     sys.stdout = sys.stderr = open(os.devnull, "w")
     namespace: dict[str, object] = {"__name__": "__main__"}
-    for index, source in enumerate(spec["cells"]):
-        signal.alarm(spec["cell_seconds"])
+    for index, (source, students) in enumerate(spec["cells"]):
+        signal.alarm(spec["cell_seconds"] if students else 0)
         try:
             exec(compile(source, f"<cell {index}>", "exec"), namespace)
         except BaseException:  # noqa: BLE001 (a broken answer cell, as in a notebook)
