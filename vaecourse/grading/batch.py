@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -134,10 +135,12 @@ def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
             break
         outcome.changes += tampering(release, submitted)
         nb = runnable(release, submitted, a.in_kernel[name])
-        work, run, probe = (scratch / Path(name).stem / d for d in ("work", "run", "probe"))
-        for folder in (work, run, probe):
+        work, probe = (scratch / Path(name).stem / d for d in ("work", "probe"))
+        for folder in (work, probe):
             folder.mkdir(parents=True)
-        nb, stop = execute(nb, work, run, a.limits, a.sandboxed)
+        # the kernel's sockets: a short path (a Unix socket's path has at most 107 bytes)
+        with tempfile.TemporaryDirectory(prefix="vaecourse-kernel-") as run:
+            nb, stop = execute(nb, work, Path(run), a.limits, a.sandboxed)
         if stop:
             outcome.problem = stop
             break
