@@ -6,6 +6,7 @@ nbgrader's autograde here only records the outputs our run produced (:data:`GRAD
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import re
 import shutil
@@ -45,10 +46,14 @@ c.HTMLExporter.sanitize_html = True
 
 class HideHiddenTests(ClearHiddenTests):
     """nbgrader's ClearHiddenTests for feedback. A cell that had hidden tests also keeps only the
-    name and message of its errors (IPython's traceback would quote the failing line)."""
+    name and message of its errors (IPython's traceback would quote the failing line), and a
+    student's markdown answer is shown with its HTML escaped (the page sanitizer covers outputs,
+    not markdown)."""
 
     def preprocess_cell(self, cell, resources, index):
         had_hidden = self.begin_test_delimeter in cell.source
+        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = html.escape(cell.source, quote=False)
         cell, resources = super().preprocess_cell(cell, resources, index)
         if had_hidden and cell.cell_type == "code":
             for output in cell.outputs:
