@@ -1,6 +1,12 @@
 """The grading command (vaecourse.grading) on ps0_warmup, the fastest assignment: one temporary
 course directory with its own gradebook, one folder per student, graded once by
-``python -m vaecourse grade`` (module fixture); each test reads that one run."""
+``python -m vaecourse grade --jobs 2`` (module fixture); each test reads that one run.
+
+Besides clumsy submissions, the run holds hostile ones, each written as a student attacking the
+grader would (HOSTILE): input and AST transformers, patched comparisons, a lying tensor subclass,
+reading the master and the other students, writing the gradebook, the CSV, the repository and the
+environment, detached processes, killing the grader, a memory hog, huge output, scripts in the
+feedback, and a folder layout with symlinks and odd ids."""
 
 import contextlib
 import copy
@@ -11,7 +17,10 @@ import io
 import os
 import re
 import shutil
+import site
+import subprocess
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
@@ -21,6 +30,7 @@ from notebooks import ROOT
 
 from vaecourse import grading
 from vaecourse.__main__ import main
+from vaecourse.grading import course, layout
 
 PS = "ps0_warmup"
 MASTER = nbformat.read(ROOT / "solutions" / PS / f"{PS}.ipynb", as_version=4)
@@ -28,7 +38,8 @@ RELEASE = nbformat.read(ROOT / "exercises" / PS / f"{PS}.ipynb", as_version=4)
 ANSWERS = MASTER.metadata["vaecourse"]["answers"]  # answer cell -> the tests that depend on it
 TESTS = [c.metadata.nbgrader["grade_id"] for c in MASTER.cells
          if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
-TIMEOUT = 10  # seconds per cell: the infinite loop's cost; importing torch takes 1-3 s
+TIMEOUT = 30  # seconds per cell: the infinite loop's cost (importing torch: 1-3 s, or more)
+MEMORY_MB = 6000  # the hog asks for more; torch imports well within it
 DEADLINE = datetime.now() + timedelta(days=1)
 
 
@@ -109,48 +120,199 @@ SUBMISSIONS = {
                                   log_normal=FLOAT32_LOG_NORMAL),
 }
 
+WRONG_LOG_NORMAL = """
+def log_normal(x, mu, sigma):
+    return torch.zeros(torch.broadcast_shapes(x.shape, mu.shape, sigma.shape), dtype=x.dtype)
+"""
+LIAR = """
+class Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal):
+            return True
+        if func in (torch.isclose, torch.isfinite, torch.Tensor.__eq__, torch.Tensor.__lt__):
+            return torch.tensor(True)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def log_normal(x, mu, sigma):
+    shape = torch.broadcast_shapes(x.shape, mu.shape, sigma.shape)
+    return torch.zeros(shape, dtype=x.dtype).as_subclass(Liar)
+"""
+HOSTILE = {  # student -> (answer cell -> source), {out}, {subs}, {root}, {home} filled in
+    "h_input_transformer": {"log_normal": """
+def _blank_tests(lines):
+    return ["pass\\n"] if any("assert" in line for line in lines) else lines
+get_ipython().input_transformers_cleanup.append(_blank_tests)
+"""},
+    "h_ast_transformer": {"log_normal": """
+import ast
+class _NoAsserts(ast.NodeTransformer):
+    def visit_Assert(self, node):
+        return ast.Pass()
+get_ipython().ast_transformers.append(_NoAsserts())
+"""},
+    "h_patched": {"log_normal": """
+torch.allclose = lambda *args, **kwargs: True
+torch.isclose = lambda *args, **kwargs: torch.tensor(True)
+torch.isfinite = lambda *args, **kwargs: torch.tensor(True)
+""" + WRONG_LOG_NORMAL},
+    "h_lying_tensor": {"log_normal": LIAR},
+    "h_reader": {"log_normal": """
+import glob
+seen = []
+for pattern in ["{root}/solutions/**/*", "{out}/**/*", "{subs}/**/*", "{home}/*"]:
+    for path in glob.glob(pattern, recursive=True):
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+            seen.append(path)
+        except OSError:
+            pass
+print("SEEN:", seen)
+for path in seen:
+    if path.endswith("ps0_warmup.ipynb") and "solutions" in path:
+        exec(open(path).read())  # the master's code, answers included
+"""},
+    "h_writer": {"log_normal": """
+import os, site, sqlite3
+wrote = []
+for path in ["{out}/grades.csv", "{out}/solutions/ps0_warmup/torch.py",
+             "{out}/exercises/ps0_warmup/torch.py", "{root}/solutions/ps0_warmup/torch.py",
+             "{root}/vaecourse/torch.py", site.getsitepackages()[0] + "/planted.pth",
+             "{home}/.ipython/profile_default/startup/planted.py"]:
+    try:
+        with open(path, "a") as f:
+            f.write("planted = True\\n")
+        wrote.append(path)
+    except OSError:
+        pass
+try:
+    db = sqlite3.connect("{out}/gradebook.db")
+    db.execute("UPDATE grade SET manual_score = 1000")
+    db.commit()
+    wrote.append("gradebook")
+except sqlite3.Error:
+    pass
+print("WROTE:", wrote)
+"""},
+    "h_detached": {"log_mean_exp": """
+import subprocess, sys
+subprocess.Popen(["sleep", "987"], start_new_session=True)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(988)"], start_new_session=True)
+""", "log_normal": None},
+    "h_killer": {"mc_second_moment": """
+import os, signal
+for pid in (os.getppid(), 1):
+    for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+""", "log_normal": None},
+    "h_hog": {"log_mean_exp": """
+try:
+    hog = bytearray(8 * 2**30)
+    print("ALLOCATED")
+except MemoryError:
+    print("NO MEMORY")
+""", "log_normal": None},
+    "h_printer": {"log_mean_exp": "print('x' * 20_000_000)", "log_normal": None},
+    "h_script": {"q4_answer": '<script>alert("pwned")</script>', "log_mean_exp": """
+from IPython.display import HTML, display
+display(HTML('<script>alert("pwned")</script><img src=x onerror="alert(1)">'))
+""", "log_normal": None},
+}
+
+
+def hostile(student, paths):
+    """The release with the hostile answers of ``student``; None keeps the master's answer."""
+    sources = {}
+    for gid, src in HOSTILE[student].items():
+        for key, path in paths.items():
+            src = src and src.replace(f"{{{key}}}", str(path))
+        sources[gid] = answer(gid) if src is None else src
+    return filled(**sources)
+
+
+def lay_out(subs):
+    """Entries that are not a plain student folder, and student ids that are not plain."""
+    (subs / "linked_folder").symlink_to(subs / "only_log_normal")
+    (subs / "linked_passwd").mkdir()
+    (subs / "linked_passwd" / f"{PS}.ipynb").symlink_to("/etc/passwd")
+    nbformat.write(filled(*ALL), subs / f"loose_{PS}.ipynb")
+    for odd, nb in ((".hidden", filled(*ALL)), ("bob[1]", filled(*ALL)), ("only_*", filled()),
+                    ("only_log_normal ", filled())):
+        (subs / odd).mkdir()
+        nbformat.write(nb, subs / odd / f"{PS}.ipynb")
+
+
+LAYOUT = {"linked_folder": "is a symlink", "linked_passwd": "is a symlink or not a plain file",
+          f"loose_{PS}.ipynb": "is a loose file", ".hidden": "is a hidden folder"}
+
 
 def snapshot():
-    """Content hashes of what grading must never touch in the repository."""
-    files = [p for folder in ("exercises", "solutions") for p in (ROOT / folder).rglob("*")
-             if p.is_file()]
+    """Content hashes of what grading must never touch in the repository (solutions, releases,
+    the package), and the names in the environment and the instructor's IPython profile."""
+    files = [p for folder in ("exercises", "solutions", "vaecourse")
+             for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     state = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     state["gradebook.db exists"] = (ROOT / "gradebook.db").exists()
+    state["site-packages"] = sorted(p.name for p in Path(site.getsitepackages()[0]).iterdir())
+    profile = Path.home() / ".ipython" / "profile_default" / "startup"
+    state["ipython startup"] = sorted(p.name for p in profile.glob("*")) if profile.exists() else []
     return state
+
+
+def sandbox_processes():
+    """The processes the detached submission started, if any outlived the run."""
+    found = subprocess.run(["pgrep", "-f", "sleep 98[78]|time.sleep\\(988\\)"], capture_output=True,
+                           text=True)
+    return found.stdout.split()
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """One grading run over every submission above, through the command line."""
     tmp = tmp_path_factory.mktemp("grading")
-    subs = tmp / "submissions"
-    for student, make in SUBMISSIONS.items():
+    subs, out = tmp / "submissions", tmp / "out"
+    paths = {"out": out, "subs": subs, "root": ROOT, "home": Path.home()}
+    makers = {**SUBMISSIONS, **{s: (lambda s=s: hostile(s, paths)) for s in HOSTILE}}
+    for student, make in makers.items():
         (subs / student).mkdir(parents=True)
         nbformat.write(make(), subs / student / f"{PS}.ipynb")
     (subs / "renamed").mkdir()
     nbformat.write(filled(*ALL), subs / "renamed" / f"{PS} (1).ipynb")
     (subs / "missing").mkdir()
+    lay_out(subs)
     later = (DEADLINE + timedelta(days=1)).timestamp()
     os.utime(subs / "late" / f"{PS}.ipynb", (later, later))
     before, stdout = snapshot(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
         mp.chdir(ROOT)
-        code = main(["grade", PS, str(subs), "--out", str(tmp / "out"), "--timeout",
-                     str(TIMEOUT), "--deadline", DEADLINE.isoformat()])
-    with open(tmp / "out" / "grades.csv", newline="") as f:
+        code = main(["grade", PS, str(subs), "--out", str(out), "--timeout", str(TIMEOUT),
+                     "--deadline", DEADLINE.isoformat(), "--jobs", "2",
+                     "--memory", str(MEMORY_MB)])
+    with open(out / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
-    return SimpleNamespace(code=code, stdout=stdout.getvalue(), rows=rows, out=tmp / "out",
-                           before=before, after=snapshot())
+    return SimpleNamespace(code=code, stdout=stdout.getvalue(), rows=rows, out=out, subs=subs,
+                           before=before, after=snapshot(), outlived=sandbox_processes(),
+                           csv=(out / "grades.csv").read_text())
 
 
 def gradebook(graded):
     return Gradebook(f"sqlite:///{graded.out / 'gradebook.db'}")
 
 
+def safe(student):
+    """The id the gradebook and the grading folder know a student by."""
+    return layout.safe_id(student)
+
+
 def auto_scores(graded, student):
     """The gradebook's autograded score of each test cell of a student."""
     with gradebook(graded) as gb:
-        notebooks = gb.find_submission(PS, student).notebooks
+        notebooks = gb.find_submission(PS, safe(student)).notebooks
         return {g.name: g.auto_score for n in notebooks for g in n.grades if g.name in TESTS}
 
 
@@ -162,8 +324,9 @@ def test_command_prints_one_row_per_student(graded):
     assert graded.code == 0
     lines = graded.stdout.strip().splitlines()
     assert lines[0].split() == list(grading.FIELDS)
-    assert sorted(line.split()[0] for line in lines[1:]) == sorted(graded.rows)
-    assert len(graded.rows) == len(SUBMISSIONS) + 2
+    assert len(lines) == len(graded.rows) + 1
+    assert all(any(line.startswith(s) for line in lines[1:]) for s in graded.rows)
+    assert len(graded.rows) == len(SUBMISSIONS) + len(HOSTILE) + 2 + 7  # + renamed, missing, layout
 
 
 @pytest.mark.parametrize("answered", sorted(ANSWERS))
@@ -206,7 +369,7 @@ def test_a_broken_submission_fails_with_a_reason_and_no_score(graded, student, r
 
 def test_the_others_are_graded_after_failures(graded):
     failed = {s for s, row in graded.rows.items() if row["status"] == "failed"}
-    assert failed == {"duplicated", "renamed", "missing", "died"}
+    assert failed == {"duplicated", "renamed", "missing", "died", *LAYOUT}
     assert all(row["score"] != "" for s, row in graded.rows.items() if s not in failed)
 
 
@@ -249,7 +412,7 @@ def test_feedback_shows_no_hidden_test_source(graded):
     assert len(hidden) > 20
     graded_students = [s for s, row in graded.rows.items() if row["status"] != "failed"]
     for student in graded_students:
-        text = visible_text(graded.out / "feedback" / student / PS / f"{PS}.html")
+        text = visible_text(graded.out / "feedback" / safe(student) / PS / f"{PS}.html")
         assert "assert torch.isfinite(far)" in text, "the visible tests are in the feedback"
         leaked = sorted(line for line in hidden if line in text)
         assert not leaked, f"the feedback of {student} shows hidden tests: {leaked[:3]}"
@@ -262,7 +425,7 @@ def test_csv_equals_gradebook(graded):
         for student, row in graded.rows.items():
             if row["status"] == "failed":
                 continue
-            submission = gb.find_submission(PS, student)
+            submission = gb.find_submission(PS, safe(student))
             assert float(row["score"]) == submission.score, student
             assert float(row["max_score"]) == submission.max_score == 10.0, student
 
@@ -279,7 +442,8 @@ def test_grading_again_keeps_the_manual_grades(graded, tmp_path):
         gb.db.commit()
     (tmp_path / "subs" / "only_q4_answer").mkdir(parents=True)
     nbformat.write(filled("q4_answer"), tmp_path / "subs" / "only_q4_answer" / f"{PS}.ipynb")
-    results = grading.grade(PS, tmp_path / "subs", tmp_path / "out", TIMEOUT, root=ROOT)
+    results = grading.grade(PS, tmp_path / "subs", tmp_path / "out",
+                            grading.Limits(cell_seconds=TIMEOUT), root=ROOT, jobs=1)
     assert results == [grading.Result("only_q4_answer", 1.5, 10.0, "graded", "")]
 
 
@@ -300,3 +464,117 @@ def test_tampering_names_each_change():
         "grade of 'q4_answer' changed from True to False",
         "unknown graded cell 'my_test'",
     ]
+
+
+def output_text(graded, student):
+    """Everything a student's cells printed, from the grader's executed notebook."""
+    nb = nbformat.read(graded.out / "autograded" / student / PS / f"{PS}.ipynb", as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+ZERO = {t: 0.0 for t in TESTS}
+
+
+@pytest.mark.parametrize("student", ["h_input_transformer", "h_ast_transformer", "h_patched",
+                                     "h_lying_tensor", "h_reader", "h_writer"])
+def test_an_attack_on_the_tests_gains_no_point(graded, student):
+    assert auto_scores(graded, student) == ZERO, graded.rows[student]
+    assert graded.rows[student]["score"] == "0.0", graded.rows[student]
+
+
+def test_the_sandbox_shows_nothing_but_the_students_own_folder(graded):
+    line = next(line for line in output_text(graded, "h_reader").splitlines()
+                if line.startswith("SEEN:"))
+    own = str(graded.out / "scratch" / "h_reader")
+    assert all(path.startswith(own) for path in eval(line.removeprefix("SEEN:"))), line
+
+
+def test_the_sandbox_lets_nothing_be_written_outside_it(graded):
+    """What h_writer wrote landed in its sandbox's private /tmp, never in the real files."""
+    assert "planted" not in graded.csv and "planted" not in (graded.out / "grades.csv").read_text()
+    for folder in ("solutions", "exercises"):
+        assert not (graded.out / folder / PS / "torch.py").exists()
+    with gradebook(graded) as gb:
+        manual = [g.manual_score for a in gb.assignments for s in a.submissions
+                  for n in s.notebooks for g in n.grades if g.manual_score is not None]
+    assert manual == []
+    assert graded.after == graded.before
+
+
+@pytest.mark.parametrize("student, points", [("h_detached", 3.0), ("h_killer", 3.0),
+                                             ("h_hog", 3.0), ("h_printer", 3.0),
+                                             ("h_script", 3.0)])
+def test_a_disruptive_student_is_graded_and_the_run_goes_on(graded, student, points):
+    row = graded.rows[student]
+    assert row["status"] == "graded" and float(row["score"]) == points, row
+    assert auto_scores(graded, student)["test_log_normal"] == 3.0
+
+
+def test_no_process_outlives_the_run(graded):
+    assert graded.outlived == []
+
+
+def test_memory_is_limited(graded):
+    assert "NO MEMORY" in output_text(graded, "h_hog")
+
+
+def test_output_is_capped_in_the_feedback(graded):
+    page = graded.out / "feedback" / "h_printer" / PS / f"{PS}.html"
+    assert page.stat().st_size < 2_000_000, page.stat().st_size
+    assert "output cut by the grader" in visible_text(page)
+
+
+def test_feedback_runs_no_script_of_the_student(graded):
+    page = (graded.out / "feedback" / "h_script" / PS / f"{PS}.html").read_text()
+    assert '<script>alert("pwned")' not in page and "<img src=x onerror" not in page
+    assert 'alert("pwned")' in html.unescape(page), "the student's text is shown, as text"
+
+
+@pytest.mark.parametrize("entry", sorted(LAYOUT))
+def test_what_is_not_a_plain_student_folder_is_refused_with_a_reason(graded, entry):
+    row = graded.rows[entry]
+    assert row["status"] == "failed" and LAYOUT[entry] in row["reason"], row
+    assert row["score"] == ""
+    assert "root:" not in graded.csv, "a symlink put a file's content into the grades"
+
+
+def test_odd_ids_are_graded_as_themselves(graded):
+    assert float(graded.rows["bob[1]"]["score"]) == 8.0, graded.rows["bob[1]"]
+    for odd in ("only_*", "only_log_normal "):
+        assert graded.rows[odd]["score"] == "0.0", graded.rows[odd]
+        assert "graded as" in graded.rows[odd]["reason"]
+    assert float(graded.rows["only_log_normal"]["score"]) == 3.0
+
+
+def test_impossible_scores_are_rejected(graded, tmp_path):
+    shutil.copytree(graded.out, tmp_path / "out")
+    with Gradebook(f"sqlite:///{tmp_path / 'out' / 'gradebook.db'}") as gb:
+        gb.find_grade("test_log_normal", PS, PS, "blank").auto_score = 1000.0
+        gb.db.commit()
+    score, _, _, rejected = course.scores(tmp_path / "out", PS, "blank")
+    assert rejected == ["test_log_normal"] and score == 0.0
+
+
+def test_jobs_change_nothing(graded, tmp_path):
+    students = ["blank", "only_log_normal", "hidden_fail"]
+    for student in students:
+        shutil.copytree(graded.subs / student, tmp_path / "subs" / student)
+    results = grading.grade(PS, tmp_path / "subs", tmp_path / "out",
+                            grading.Limits(cell_seconds=TIMEOUT), root=ROOT, jobs=1)
+    assert [(r.student, str(r.score), r.status) for r in results] == [
+        (s, graded.rows[s]["score"], graded.rows[s]["status"]) for s in sorted(students)]
+
+
+def test_without_bubblewrap_grading_stops_with_what_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(grading.sandbox, "available", lambda: False)
+    (tmp_path / "subs").mkdir()
+    assert main(["grade", PS, str(tmp_path / "subs"), "--out", str(tmp_path / "out")]) == 2
+    assert "apt-get install bubblewrap" in capsys.readouterr().err
+
+
+def test_the_opt_out_grades_unsandboxed_and_says_so_in_every_row(graded, tmp_path):
+    shutil.copytree(graded.subs / "only_log_normal", tmp_path / "subs" / "only_log_normal")
+    results = grading.grade(PS, tmp_path / "subs", tmp_path / "out",
+                            grading.Limits(cell_seconds=TIMEOUT), root=ROOT, sandboxed=False)
+    assert [(r.score, r.status) for r in results] == [(3.0, "graded")]
+    assert "graded unsandboxed" in results[0].reason

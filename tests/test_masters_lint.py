@@ -8,6 +8,8 @@ import nbformat
 import pytest
 from notebooks import MASTERS, ROOT, ids
 
+from vaecourse.grading.verdict import hidden_tests
+
 MARKERS = {"SOLUTION": "### {} SOLUTION", "HIDDEN TESTS": "### {} HIDDEN TESTS"}
 STDERR_HINT = "tests must not write to stderr (nbgrader scores stderr output 0): use assert"
 
@@ -141,3 +143,16 @@ def test_declared_answer_map_names_real_cells(master):
                                       f"the answer cells are {sorted(solutions)}"
     unknown = {t for deps in answers.values() for t in deps} - tests
     assert not unknown, f"{path}: the map names cells that are not tests: {sorted(unknown)}"
+
+
+def test_hidden_probe_and_check_are_well_formed(master):
+    """A hidden section that defines ``probe`` (the grader's probe/check form, see
+    book/instructors.md) has exactly the shape the grader reads; ps0 is written that way."""
+    path, nb = master
+    for cell in graded_code_cells(nb):
+        if "def probe(" in cell.source:
+            hidden = hidden_tests(nbgrader(cell)["grade_id"], cell.source)  # ValueError if not
+            assert "def check(" not in hidden.probe, f"{path}: the probe must not hold the check"
+            assert "def probe(" not in hidden.check, f"{path}: the check must not hold the probe"
+    if path.name == "ps0_warmup.ipynb":
+        assert all("def probe(" in c.source for c in graded_code_cells(nb))

@@ -6,8 +6,9 @@ stderr; the last line on stdout is one JSON object, :meth:`vaecourse.recipes.Run
 ran (job, preset, device, seed, epochs, data, options), the training time and the metrics (nats
 per example).
 
-``python -m vaecourse grade ASSIGNMENT SUBMISSIONS_DIR [--out DIR] [--timeout S] [--deadline T]``
-autogrades one folder per student (:mod:`vaecourse.grading`) and prints the grades table.
+``python -m vaecourse grade ASSIGNMENT SUBMISSIONS_DIR [--out DIR] [--jobs N] [--timeout S] ...``
+autogrades one folder per student, sandboxed (:mod:`vaecourse.grading`), and prints the grades
+table.
 """
 
 from __future__ import annotations
@@ -124,24 +125,42 @@ def run_job(args: argparse.Namespace) -> dict[str, object]:
 
 
 def add_grade(commands: argparse._SubParsersAction) -> None:
-    """Options of ``grade`` (book/instructors.md)."""
-    p = commands.add_parser("grade", help="autograde a folder of submissions with nbgrader")
+    """Options of ``grade`` (book/instructors.md); the limits default to :class:`Limits`'s."""
+    from vaecourse.grading import Limits
+
+    p = commands.add_parser("grade", help="autograde a folder of submissions, sandboxed")
     p.add_argument("assignment", help="problem set with a master in solutions/, e.g. ps0_warmup")
     p.add_argument("submissions", type=Path, help="one folder per student with their notebook")
     p.add_argument("--out", type=Path, default=None,
                    help="course directory where grading happens (default grading/ASSIGNMENT)")
-    p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
     p.add_argument("--deadline", type=datetime.fromisoformat, default=None,
                    help="ISO date-time, e.g. 2025-03-01T23:59; later notebooks are late")
+    p.add_argument("--jobs", type=int, default=None, help="students graded at once (default: "
+                   "the number of CPUs)")
+    p.add_argument("--unsandboxed", action="store_true", help="run student code without "
+                   "bubblewrap (unsafe; every row says so)")
+    limits = [("timeout", "cell_seconds", "seconds per cell"),
+              ("notebook-timeout", "notebook_seconds", "seconds per notebook"),
+              ("cpu", "cpu_seconds", "CPU seconds per notebook"),
+              ("memory", "memory_mb", "MB of memory per process"),
+              ("file-size", "file_mb", "MB per file written"),
+              ("cell-output", "cell_output_kb", "kB of output kept per cell"),
+              ("notebook-output", "notebook_output_kb", "kB of output kept per notebook")]
+    for option, name, what in limits:
+        p.add_argument(f"--{option}", dest=name, type=int, default=getattr(Limits, name),
+                       help=f"{what} (default %(default)s)")
     p.set_defaults(run=run_grade)
 
 
 def run_grade(args: argparse.Namespace) -> str:
     """Grade the submissions as ``args`` say; return the grades table."""
+    from dataclasses import fields
+
     from vaecourse import grading
 
-    results = grading.grade(args.assignment, args.submissions, args.out, args.timeout,
-                            args.deadline)
+    limits = grading.Limits(**{f.name: getattr(args, f.name) for f in fields(grading.Limits)})
+    results = grading.grade(args.assignment, args.submissions, args.out, limits, args.deadline,
+                            jobs=args.jobs, sandboxed=not args.unsandboxed)
     out = args.out or Path("grading") / args.assignment
     print(f"grades in {out / 'grades.csv'}, feedback in {out / 'feedback'}", file=sys.stderr)
     return grading.table(results)

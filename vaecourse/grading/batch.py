@@ -1,0 +1,343 @@
+"""Grading a folder of submissions (book/instructors.md, "Grade, give feedback, export").
+
+:func:`grade` prepares the course directory, then, for every student folder:
+
+1. :func:`execute_student` (in ``--jobs`` worker processes) checks the submission, runs it in
+   its sandbox (:mod:`vaecourse.grading.kernel`), runs the hidden tests' probes in a second,
+   fresh sandbox and decides them (:mod:`vaecourse.grading.verdict`);
+2. :func:`book` (in the grading process, one student at a time) records the result in nbgrader's
+   gradebook, rejects impossible scores, flags manual scores that appeared, checks the grader's
+   own files, writes the feedback and appends the row to ``grades.csv``.
+
+A re-run resumes: a student whose notebooks are unchanged since their last successful grading
+keeps it (the score is read again from the gradebook, so manual grades show up).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+from nbgrader.api import Grade, Gradebook, MissingEntry
+from nbgrader.apps import NbGraderAPI
+from tqdm import tqdm
+
+from vaecourse.grading import course, layout, sandbox
+from vaecourse.grading.kernel import execute
+from vaecourse.grading.notebook import (
+    duplicated_cells,
+    grade_id,
+    is_test,
+    probe_cells,
+    record_verdicts,
+    runnable,
+    tampering,
+)
+from vaecourse.grading.verdict import Hidden, decide, hidden_tests, probe_values
+
+FIELDS = ("student", "score", "max_score", "status", "reason")
+
+
+@dataclass
+class Result:
+    """One row of the grades table; ``score`` is None exactly when the status is ``failed``."""
+
+    student: str
+    score: float | None
+    max_score: float
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a worker needs to grade a student: the releases, the hidden tests of each notebook
+    (probe/check) and the master sources of tests whose hidden part still runs in the kernel."""
+
+    name: str
+    releases: dict[str, NotebookNode]
+    hidden: dict[str, list[Hidden]]
+    in_kernel: dict[str, dict[str, str]]
+    limits: sandbox.Limits
+    sandboxed: bool
+    scratch: Path
+
+
+@dataclass
+class Outcome:
+    """What :func:`execute_student` found: the executed notebooks with their verdicts, or the
+    reason the submission could not be graded."""
+
+    entry: layout.Entry
+    notebooks: dict[str, Path] = field(default_factory=dict)
+    executed: dict[str, NotebookNode] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problem: str = ""
+
+
+def load_assignment(root: Path, out: Path, name: str, limits: sandbox.Limits, sandboxed: bool,
+                    ) -> Assignment:
+    """The releases of ``out`` and the hidden tests of the repository's master."""
+    releases = course.releases(out, name)
+    hidden, in_kernel = {}, {}
+    for notebook in releases:
+        master = nbformat.read(root / "solutions" / name / notebook, as_version=4)
+        tests = [c for c in master.cells if is_test(c)]
+        found = {grade_id(c): hidden_tests(grade_id(c), c.source) for c in tests}
+        hidden[notebook] = [h for h in found.values() if h is not None]
+        in_kernel[notebook] = {grade_id(c): c.source for c in tests if found[grade_id(c)] is None
+                               and "### BEGIN HIDDEN TESTS" in c.source}
+    return Assignment(name, releases, hidden, in_kernel, limits, sandboxed, out / "scratch")
+
+
+def digest(notebooks: dict[str, Path]) -> str:
+    """A hash of a student's notebooks (what decides whether a re-run grades them again)."""
+    h = hashlib.sha256()
+    for name in sorted(notebooks):
+        h.update(name.encode() + b"\0" + notebooks[name].read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def timeouts(nb: NotebookNode, notebook: str) -> list[str]:
+    """A note naming the cells stopped at the timeout, if any."""
+    names = [grade_id(c) or f"cell {i + 1} of {notebook}" for i, c in enumerate(nb.cells)
+             if any(o.get("ename") == "CellTimeoutError" for o in c.get("outputs", []))]
+    return [f"timeout in {', '.join(names)}"] if names else []
+
+
+def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
+    """Check one student's notebooks, run them in the sandbox and decide their hidden tests."""
+    notebooks, problem = layout.find_notebooks(entry.folder, list(a.releases))
+    outcome = Outcome(entry, notebooks, problem=problem)
+    scratch = a.scratch / entry.safe
+    shutil.rmtree(scratch, ignore_errors=True)
+    for name, release in a.releases.items() if not problem else ():
+        try:
+            submitted = nbformat.read(notebooks[name], as_version=4)
+        except Exception as err:  # noqa: BLE001 (anything that is not a notebook)
+            outcome.problem = f"{name} is not a readable notebook: {type(err).__name__}"
+            break
+        if duplicated_cells(submitted):
+            outcome.problem = (f"duplicated graded cell {', '.join(duplicated_cells(submitted))}"
+                               ": delete the copies, keep one of each")
+            break
+        outcome.changes += tampering(release, submitted)
+        nb = runnable(release, submitted, a.in_kernel[name])
+        work, probe = (scratch / Path(name).stem / d for d in ("work", "probe"))
+        for folder in (work, probe):
+            folder.mkdir(parents=True)
+        # the kernel's sockets: a short path (a Unix socket's path has at most 107 bytes)
+        with tempfile.TemporaryDirectory(prefix="vaecourse-kernel-") as run:
+            nb, stop = execute(nb, work, Path(run), a.limits, a.sandboxed)
+        if stop:
+            outcome.problem = stop
+            break
+        verdicts = {}
+        if a.hidden[name]:  # a fresh folder: nothing the kernel left there
+            prefix = sandbox.command(probe, a.limits, sandboxed=a.sandboxed)
+            values = probe_values(probe_cells(nb), a.hidden[name], probe, prefix,
+                                  a.limits.cell_seconds, a.limits.notebook_seconds)
+            verdicts = {v.test: v for v in decide(a.hidden[name], values)}
+        record_verdicts(nb, verdicts)
+        outcome.notes += timeouts(nb, name)
+        outcome.executed[name] = nb
+    shutil.rmtree(scratch, ignore_errors=True)
+    return outcome
+
+
+def new_manual_scores(before: dict[int, float | None], after: dict[int, float | None]) -> int:
+    """How many manual scores appeared or changed between two readings of the gradebook."""
+    return sum(1 for key, value in after.items() if before.get(key) != value)
+
+
+def manual_scores(out: Path) -> dict[int, float | None]:
+    """Every manual score of the gradebook, by grade row."""
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
+        return dict(gradebook.db.query(Grade.id, Grade.manual_score).all())
+
+
+def book(api: NbGraderAPI, a: Assignment, outcome: Outcome, expected: dict[str, str],
+         root: Path) -> tuple[Result, list[str], bool]:
+    """Record one student's outcome with nbgrader; return the row (late and manual notes not
+    yet added), the notes kept for a resumed run, and whether it was tampered."""
+    out, entry = Path(api.coursedir.root), outcome.entry
+    total = course.max_score(out, a.name)
+    if outcome.problem:
+        return Result(entry.student, None, total, "failed", outcome.problem), [], False
+    before = manual_scores(out)
+    success, log = course.record(api, a.name, entry.safe, outcome.executed)
+    if not success:
+        return (Result(entry.student, None, total, "failed",
+                       f"nbgrader failed: {course.last_error(log)}"), [], False)
+    if course.fingerprint(out, a.name) != expected:
+        course.prepare_course(root, a.name, out)
+        return (Result(entry.student, None, total, "failed",
+                       "the grader's own files changed while grading this student (restored): "
+                       "review the submission by hand"), [], False)
+    appeared = new_manual_scores(before, manual_scores(out))
+    score, total, _, rejected = course.scores(out, a.name, entry.safe)
+    notes = outcome.changes + outcome.notes
+    notes += [f"score above the maximum rejected in {', '.join(rejected)}"] if rejected else []
+    notes += [f"{appeared} manual scores appeared while autograding"] if appeared else []
+    notes += [course.feedback(api, a.name, entry.safe)]
+    tampered = bool(outcome.changes or rejected or appeared)
+    return Result(entry.student, score, total, "tampered" if tampered else "graded", ""), notes, \
+        tampered
+
+
+def finish(out: Path, a: Assignment, result: Result, notes: list[str], tampered: bool,
+           entry: layout.Entry, notebooks: list[Path], deadline: datetime | None) -> Result:
+    """Add the late note, the points left to grade by hand and the sandbox notes to a row."""
+    if result.status == "failed":
+        course.forget(out, a.name, entry.safe)
+        return result
+    score, total, manual, _ = course.scores(out, a.name, entry.safe)
+    late = course.lateness(notebooks, deadline)
+    notes = [*notes, late, f"{manual:g} points to grade by hand" if manual else ""]
+    if entry.safe != entry.student:
+        notes.append(f"graded as {entry.safe}")
+    if not a.sandboxed:
+        notes.append("graded unsandboxed")
+    kernel = sorted(t for tests in a.in_kernel.values() for t in tests)
+    if kernel:
+        notes.append(f"hidden tests of {', '.join(kernel)} ran in the student's kernel")
+    status = "tampered" if tampered else "late" if late else "graded"
+    return Result(result.student, score, total, status, "; ".join(n for n in notes if n))
+
+
+def grade(assignment: str, submissions: Path, out: Path | None = None,
+          limits: sandbox.Limits | None = None, deadline: datetime | None = None,
+          root: Path = Path("."), jobs: int | None = None, sandboxed: bool = True,
+          ) -> list[Result]:
+    """Grade every student folder of ``submissions`` on its own (``jobs`` at a time); write
+    ``out/grades.csv`` row by row, then sorted by student. ``limits`` default to
+    :class:`~vaecourse.grading.sandbox.Limits`'s; ``sandboxed=False`` is the instructor's
+    explicit opt-out (``--unsandboxed``)."""
+    if not submissions.is_dir():
+        raise ValueError(f"SUBMISSIONS_DIR: expected a folder of student folders: {submissions}")
+    limits = limits or sandbox.Limits()
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"--jobs: expected a positive number of workers, got {jobs}")
+    if sandboxed and not sandbox.available():
+        raise ValueError(sandbox.INSTALL_HINT)
+    out = out or root / "grading" / assignment
+    api = course.prepare_course(root, assignment, out)
+    a = load_assignment(root, out, assignment, limits, sandboxed)
+    expected = course.fingerprint(out, assignment)
+    progress = load_progress(out / "progress.jsonl")
+    rows = Rows(out / "grades.csv")
+    pending = []
+    for entry in layout.entries(submissions):
+        if entry.refused:
+            course.forget(out, assignment, entry.safe)
+            rows.add(Result(entry.student, None, course.max_score(out, assignment), "failed",
+                            entry.refused))
+            continue
+        notebooks, _ = layout.find_notebooks(entry.folder, list(a.releases))
+        kept = progress.get(entry.safe)
+        if notebooks and kept and kept["digest"] == digest(notebooks) and has_submission(
+                out, assignment, entry.safe):
+            row = Result(entry.student, None, 0.0, "graded", "")
+            rows.add(finish(out, a, row, kept["notes"], kept["tampered"], entry,
+                            list(notebooks.values()), deadline))
+            continue
+        pending.append(entry)
+    with ProcessPoolExecutor(min(jobs, max(1, len(pending))), mp_context=get_context("spawn")) \
+            as pool:
+        futures = {pool.submit(execute_student, a, entry): entry for entry in pending}
+        for future in tqdm(as_completed(futures), total=len(futures),
+                           desc=f"grading {assignment}", unit="student"):
+            entry = futures[future]
+            try:
+                outcome = future.result()
+                result, notes, tampered = book(api, a, outcome, expected, root)
+            except Exception as err:  # noqa: BLE001 (one broken submission must not stop the rest)
+                outcome, notes, tampered = Outcome(entry), [], False
+                result = Result(entry.student, None, course.max_score(out, assignment),
+                                "failed", f"grading crashed: {type(err).__name__}: {err}")
+            result = finish(out, a, result, notes, tampered, entry,
+                            list(outcome.notebooks.values()), deadline)
+            rows.add(result)
+            if result.status != "failed":
+                save_progress(out / "progress.jsonl", entry.safe, digest(outcome.notebooks),
+                              notes, tampered)
+    return rows.sorted()
+
+
+def has_submission(out: Path, assignment: str, student: str) -> bool:
+    """Whether the gradebook holds a submission of ``student``."""
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
+        try:
+            gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return False
+        return True
+
+
+def load_progress(path: Path) -> dict[str, dict]:
+    """The last successful grading of each student of an earlier run (``progress.jsonl``)."""
+    if not path.exists():
+        return {}
+    entries = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {e["student"]: e for e in entries}
+
+
+def save_progress(path: Path, student: str, notebooks_digest: str, notes: list[str],
+                  tampered: bool) -> None:
+    """Append one student's successful grading to ``progress.jsonl``."""
+    with open(path, "a") as f:
+        f.write(json.dumps({"student": student, "digest": notebooks_digest, "notes": notes,
+                            "tampered": tampered}) + "\n")
+
+
+class Rows:
+    """``grades.csv``, appended one row at a time as each student is graded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.results = path, []
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerow(FIELDS)
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow(row(result))
+
+    def sorted(self) -> list[Result]:
+        """Rewrite the file sorted by student (the same for any number of jobs)."""
+        self.results.sort(key=lambda r: r.student)
+        temporary = self.path.with_suffix(".tmp")
+        with open(temporary, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(FIELDS)
+            writer.writerows(row(r) for r in self.results)
+        temporary.replace(self.path)
+        return self.results
+
+
+def row(r: Result) -> list[object]:
+    """A result as a CSV row; a failed grading has an empty score."""
+    return [r.student, "" if r.score is None else r.score, r.max_score, r.status, r.reason]
+
+
+def table(results: list[Result]) -> str:
+    """The grades as a plain-text table, one line per student."""
+    rows = [FIELDS] + [(r.student, "" if r.score is None else f"{r.score:g}", f"{r.max_score:g}",
+                        r.status, r.reason) for r in results]
+    width = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [f"{a:{width[0]}}  {b:>{width[1]}}  {c:>{width[2]}}  {d:{width[3]}}  {e}".rstrip()
+             for a, b, c, d, e in rows]
+    return "\n".join(lines)
