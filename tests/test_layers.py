@@ -43,17 +43,27 @@ LAYERS = {
     "vaecourse.recipes": 3,
     "vaecourse.__main__": 4,
     "vaecourse.grading": 4,
+    "vaecourse.grading.batch": 4,
+    "vaecourse.grading.course": 4,
+    "vaecourse.grading.kernel": 4,
+    "vaecourse.grading.layout": 4,
+    "vaecourse.grading.notebook": 4,
+    "vaecourse.grading.sandbox": 4,
+    "vaecourse.grading.verdict": 4,
     "benchmarks.common": 4,
     "benchmarks.colorization": 4,
     "benchmarks.forecasting": 4,
     "benchmarks.vae_mnist": 4,
+    "benchmarks.grading": 4,
 }
 
 # Files that may read os.environ, and what for.
 ENVIRONMENT_READERS = {
     "vaecourse/config.py": "VAECOURSE_PRESET, resolved once into a Preset",
     "vaecourse/data/download.py": "VAECOURSE_DATA, the data cache",
-    "vaecourse/grading.py": "PATH, so that nbgrader finds the environment's scripts",
+    "vaecourse/grading/course.py": "PATH, so that nbgrader finds the environment's scripts",
+    "benchmarks/grading.py": "VAECOURSE_PRESET for the kernels it grades, which are other processes",
+    "vaecourse/grading/sandbox.py": "the few variables a sandboxed kernel is given (PASSED_ENV)",
 }
 
 
