@@ -113,15 +113,17 @@ def browser_required() -> bool:
 class Browser:
     """One headless Chromium, offline, driven over DevTools; use as a context manager."""
 
-    def __init__(self, chromium: str, profile: Path, timeout: float = 120):
+    def __init__(self, chromium: str, profile: Path, timeout: float = 120, loopback: bool = False):
+        """``loopback``: also reach servers on 127.0.0.1 (a local JupyterLab); nothing else."""
         self.chromium, self.profile, self.timeout = chromium, profile, timeout
+        self.resolver = "MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else "")
         self.next_id, self.events = 0, []
 
     def __enter__(self) -> Browser:
         flags = [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+            f"--host-resolver-rules={self.resolver}", "--proxy-server=127.0.0.1:9",
             "--hide-scrollbars", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
             "about:blank",
         ]

@@ -1,12 +1,13 @@
 """The book builds with zero warnings (-W), and every built page reads well in headless Chromium
 with no network, at desktop and at phone width (the reader test: tests/browser.py)."""
 
+import json
 import re
 import subprocess
 
 import nbformat
 import pytest
-from browser import Browser, browser_required, find_chromium
+from browser import READER_CHECKS, Browser, browser_required, find_chromium
 from conftest import BIN
 from notebooks import CHAPTERS, RELEASES, ROOT
 
@@ -99,14 +100,20 @@ def test_chapter_runs_reads_provenance_and_timestamps(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def reading(html, tmp_path_factory):
+def chromium() -> str:
+    """The Chromium the browser tests drive (required under CI=true, else skipped without one)."""
+    path = find_chromium()
+    if path is None:
+        if browser_required():
+            pytest.fail("CI=true needs Chromium for the browser tests (make test installs it)")
+        pytest.skip("no Chromium found: the browser tests were skipped")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reading(html, chromium, tmp_path_factory):
     """Every built page as a reader meets it in headless Chromium with no network, at desktop
     and at phone width (tests/browser.py): {page path: findings}."""
-    chromium = find_chromium()
-    if chromium is None:
-        if browser_required():
-            pytest.fail("CI=true needs Chromium for the reader test (make test installs it)")
-        pytest.skip("no Chromium found: the reader test was skipped")
     pages = sorted(p for p in html.rglob("*.html") if not p.relative_to(html).parts[0]
                    .startswith(("_", "mathjax")))
     with Browser(chromium, tmp_path_factory.mktemp("profile")) as browser:
@@ -196,3 +203,22 @@ def test_notebook_pages_have_launch_buttons(html):
         assert binder in page, f"{name}: no Binder button opening JupyterLab"
         colab = f"colab.research.google.com/github/{repository.group(1)}/blob/main/{name}"
         assert colab in page, f"{name}: no Colab button"
+
+
+@pytest.mark.slow
+def test_make_pdf_prints_the_whole_book(chromium, tmp_path):
+    """`make pdf` prints the single-page build: a PDF of the whole book, its math typeset."""
+    result = subprocess.run(["make", "pdf", f"PDF_OUT={tmp_path}", f"CHROMIUM={chromium}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"make pdf failed:\n{(result.stdout + result.stderr)[-6000:]}"
+    pdf = (tmp_path / "_build" / "pdf" / "vae-course-book.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-"), pdf[:20]
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+    assert pages >= 10 * len(CHAPTERS), f"{pages} pages for {len(CHAPTERS)} chapters"
+    single = tmp_path / "_build" / "singlehtml" / "vae-course-book.html"
+    with Browser(chromium, tmp_path / "profile") as browser:
+        browser.load(single.as_uri())
+        found = json.loads(browser.evaluate(READER_CHECKS))
+    for key in ("math_errors", "untypeset", "raw_tex", "broken_images"):
+        assert not found[key], (key, found[key][:5])
+    assert len(found["figures"]) >= len(CHAPTERS), "the printed page lacks the chapters' figures"

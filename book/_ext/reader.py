@@ -10,6 +10,7 @@
 - ``# NBVAL_...`` markers (they tell nbval which outputs to compare) are not shown to readers.
 - Identical inline scripts are added once (sphinx-thebe declares ``const THEBE_JS_URL`` twice, an
   error on every page).
+- The single-page build that ``make pdf`` prints renders the nodes of every extension.
 - Citation labels in the bibliography are author-year, as in the text (pybtex style
   ``authoryear``, chosen in _config.yml).
 """
@@ -50,6 +51,18 @@ def strip_nbval_markers(app: Sphinx, doctree: nodes.document) -> None:
             shown = NBVAL_MARKER.sub("", text)
             block.replace(block.children[0], nodes.Text(shown))
             block.rawsource = shown
+
+
+def html_nodes_in_singlehtml(app: Sphinx) -> None:
+    """Render every node an extension registered for ``html`` in the single-page build as well.
+
+    myst-nb (folded cells), sphinx-proof and sphinx-exercise register their nodes for the html
+    builder only, and Sphinx looks a builder's handlers up by its name once any extension has
+    registered one for ``singlehtml``.
+    """
+    if app.builder.name == "singlehtml":
+        handlers = app.registry.translation_handlers
+        handlers["singlehtml"] = {**handlers.get("html", {}), **handlers.get("singlehtml", {})}
 
 
 def page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
@@ -113,4 +126,5 @@ def setup(app: Sphinx) -> dict:
     app.add_js_file("reader.js")
     app.connect("doctree-read", strip_nbval_markers)
     app.connect("html-page-context", page_context)
+    app.connect("builder-inited", html_nodes_in_singlehtml)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
