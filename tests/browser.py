@@ -69,8 +69,10 @@ READER_CHECKS = r"""(() => {
     broken_images: Array.from(document.images).filter(
       i => visible(i) && !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     clipped: clipped,
+    nbval_markers: Array.from(article.querySelectorAll("pre")).filter(
+      e => e.textContent.includes("# NBVAL_")).map(text),
     search_boxes: Array.from(document.querySelectorAll(".search-button-field, .bd-search"))
-      .filter(visible).length,
+      .filter(e => visible(e) && !e.closest("main")).length,  // the search page has its own form
     figures: figures.map(i => ({src: i.src.slice(-40), natural: i.naturalWidth,
                                shown: i.getBoundingClientRect().width,
                                css: parseFloat(i.getAttribute("width")) || i.naturalWidth})),
@@ -224,10 +226,3 @@ class Browser:
         """Save a PNG of the current page at ``width``."""
         self.resize(width)
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot")["data"]))
-
-    def print_pdf(self, url: str, path: Path) -> None:
-        """Print ``url`` to a PDF file (A4, backgrounds on) once MathJax has typeset it."""
-        self.load(url, DESKTOP)
-        result = self.call("Page.printToPDF", printBackground=True, paperWidth=8.27,
-                           paperHeight=11.69, preferCSSPageSize=True)
-        path.write_bytes(base64.b64decode(result["data"]))

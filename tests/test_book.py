@@ -115,7 +115,7 @@ def reading(html, chromium, tmp_path_factory):
     """Every built page as a reader meets it in headless Chromium with no network, at desktop
     and at phone width (tests/browser.py): {page path: findings}."""
     pages = sorted(p for p in html.rglob("*.html") if not p.relative_to(html).parts[0]
-                   .startswith(("_", "mathjax")))
+                   .startswith(("_", "mathjax", "index.html")))  # index.html only redirects
     with Browser(chromium, tmp_path_factory.mktemp("profile")) as browser:
         return {p.relative_to(html).as_posix(): browser.read(p.as_uri()) for p in pages}
 
@@ -146,6 +146,12 @@ def test_math_typesets_without_errors_or_raw_tex(reading):
 def test_images_load_and_nothing_is_clipped(reading):
     assert not findings(reading, "broken_images"), findings(reading, "broken_images")
     assert not findings(reading, "clipped"), findings(reading, "clipped")
+
+
+@pytest.mark.slow
+def test_nbval_markers_are_not_shown(reading):
+    """``# NBVAL_CHECK_OUTPUT`` tells nbval what to compare; readers do not see it."""
+    assert not findings(reading, "nbval_markers", ("desktop",)), findings(reading, "nbval_markers")
 
 
 @pytest.mark.slow
