@@ -73,9 +73,9 @@ READER_CHECKS = r"""(() => {
       e => e.textContent.includes("# NBVAL_")).map(text),
     search_boxes: Array.from(document.querySelectorAll(".search-button-field, .bd-search"))
       .filter(e => visible(e) && !e.closest("main")).length,  // the search page has its own form
-    figures: figures.map(i => ({src: i.src.slice(-40), natural: i.naturalWidth,
+    figures: figures.map(i => ({src: i.src.slice(-40), natural: i.naturalWidth,  // css: page size
                                shown: i.getBoundingClientRect().width,
-                               css: parseFloat(i.getAttribute("width")) || i.naturalWidth})),
+                               css: parseFloat(i.style.width) || i.naturalWidth})),
   });
 })()"""
 
