@@ -1,12 +1,13 @@
-"""The book builds with zero warnings (-W), and a built chapter shows typeset math and its figures
-in headless Chromium with no network (MathJax is served from the build, see _config.yml)."""
+"""The book builds with zero warnings (-W), and every built page reads well in headless Chromium
+with no network, at desktop and at phone width (the reader test: tests/browser.py)."""
 
+import json
 import re
 import subprocess
 
 import nbformat
 import pytest
-from browser import browser_required, find_chromium, page_state
+from browser import READER_CHECKS, Browser, browser_required, find_chromium
 from conftest import BIN
 from notebooks import CHAPTERS, RELEASES, ROOT
 
@@ -98,32 +99,104 @@ def test_chapter_runs_reads_provenance_and_timestamps(monkeypatch):
     assert run_seconds([{"metadata": {}}]) is None
 
 
-def chapter_with_math_and_figures():
-    for path in CHAPTERS:
-        nb = nbformat.read(path, as_version=4)
-        has_math = any("$" in c.source for c in nb.cells if c.cell_type == "markdown")
-        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
-        has_figure = any("image/png" in o.get("data", {}) for o in outputs)
-        if has_math and has_figure:
-            return path
-    return None
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The Chromium the browser tests drive (required under CI=true, else skipped without one)."""
+    path = find_chromium()
+    if path is None:
+        if browser_required():
+            pytest.fail("CI=true needs Chromium for the browser tests (make test installs it)")
+        pytest.skip("no Chromium found: the browser tests were skipped")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reading(html, chromium, tmp_path_factory):
+    """Every built page as a reader meets it in headless Chromium with no network, at desktop
+    and at phone width (tests/browser.py): {page path: findings}."""
+    pages = sorted(p for p in html.rglob("*.html") if not p.relative_to(html).parts[0]
+                   .startswith(("_", "mathjax", "index.html")))  # index.html only redirects
+    with Browser(chromium, tmp_path_factory.mktemp("profile")) as browser:
+        return {p.relative_to(html).as_posix(): browser.read(p.as_uri()) for p in pages}
+
+
+def findings(reading, key, widths=("desktop", "phone")):
+    """{page (width): what READER_CHECKS found under ``key``}, for the pages where it found any."""
+    return {f"{page} ({width})": found[width][key] for page, found in reading.items()
+            for width in widths if found[width][key]}
 
 
 @pytest.mark.slow
-def test_chapter_shows_math_and_figures_offline(html, tmp_path):
-    chromium = find_chromium()
-    if chromium is None:
-        if browser_required():
-            pytest.fail("CI=true needs Chromium for the browser check (make test installs it)")
-        pytest.skip("no Chromium found: the offline browser check was skipped")
-    chapter = chapter_with_math_and_figures()
-    assert chapter is not None, "no chapter has both math and a figure to check in the browser"
-    page = html / chapter.relative_to(ROOT).with_suffix(".html")
-    state = page_state(chromium, page.as_uri(), tmp_path / "profile")
-    print(f"{chapter.name} in headless Chromium, offline: {state}")
-    assert state["mathjax"], f"MathJax did not load from the book: {state}"
-    assert state["typeset"] > 0 and state["untypeset"] == 0 and state["math_errors"] == 0, state
-    assert state["figures"] > 0 and not state["broken_figures"], state
+def test_reader_sees_every_page(reading):
+    chapters = {f"book/{p.name[:-6]}.html" for p in CHAPTERS}
+    assert chapters <= set(reading), chapters - set(reading)
+    assert len(reading) >= len(CHAPTERS) + len(RELEASES) + 5, sorted(reading)
+
+
+@pytest.mark.slow
+def test_math_typesets_without_errors_or_raw_tex(reading):
+    """MathJax loaded from the book, typeset every formula, reported no error, and no TeX
+    delimiter or command is left in the text (page titles and the sidebar included)."""
+    assert not findings(reading, "math_errors"), findings(reading, "math_errors")
+    assert not findings(reading, "untypeset"), findings(reading, "untypeset")
+    assert not findings(reading, "raw_tex"), findings(reading, "raw_tex")
+
+
+@pytest.mark.slow
+def test_images_load_and_nothing_is_clipped(reading):
+    assert not findings(reading, "broken_images"), findings(reading, "broken_images")
+    assert not findings(reading, "clipped"), findings(reading, "clipped")
+
+
+@pytest.mark.slow
+def test_nbval_markers_are_not_shown(reading):
+    """``# NBVAL_CHECK_OUTPUT`` tells nbval what to compare; readers do not see it."""
+    assert not findings(reading, "nbval_markers", ("desktop",)), findings(reading, "nbval_markers")
+
+
+@pytest.mark.slow
+def test_pages_log_no_console_errors(reading):
+    errors = {page: found["console_errors"] for page, found in reading.items()
+              if found["console_errors"]}
+    assert not errors, errors
+
+
+@pytest.mark.slow
+def test_phone_navigation_toggles_open_their_panels(reading):
+    for page, found in reading.items():
+        toggles = found["toggles"]
+        assert any(t["toggle"] == "primary-toggle" for t in toggles), f"{page}: no menu button"
+        closed = [t["toggle"] for t in toggles if not t["opens"]]
+        assert not closed, f"{page}: at phone width these toggles open nothing: {closed}"
+
+
+@pytest.mark.slow
+def test_one_search_box(reading):
+    boxes = {page: found["desktop"]["search_boxes"] for page, found in reading.items()}
+    assert set(boxes.values()) == {1}, boxes
+
+
+# Chapters whose stored outputs predate vaecourse.plotting.book_style in their first cell: their
+# figures become retina PNGs when they are re-executed (make execute), and the strict xfail then
+# fails until the chapter is removed from this set.
+AWAITING_RERUN = {"06_vae", "07_likelihood_and_collapse", "08_conditional_vae", "09_colorization",
+                  "10_forecasting"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", [
+    pytest.param(p.stem, marks=pytest.mark.xfail(strict=True, reason="stored before book_style"))
+    if p.stem in AWAITING_RERUN else p.stem for p in CHAPTERS])
+def test_figures_are_sharp_and_legible_on_phones(reading, chapter):
+    """Chapter figures are stored at twice their CSS size (retina) and are not shrunk on a phone
+    below 60 % of that size, where the book style's labels (vaecourse.plotting.book_style) would
+    drop under 8 px; wider figures scroll sideways instead."""
+    found = reading[f"book/{chapter}.html"]
+    assert found["desktop"]["figures"], f"{chapter}: no figure found"
+    for width in ("desktop", "phone"):
+        for figure in found[width]["figures"]:
+            assert figure["natural"] >= 1.9 * figure["css"], (chapter, width, "not retina", figure)
+            assert figure["shown"] >= 0.6 * figure["css"] - 1, (chapter, width, "shrunk", figure)
 
 
 @pytest.mark.slow
@@ -136,3 +209,22 @@ def test_notebook_pages_have_launch_buttons(html):
         assert binder in page, f"{name}: no Binder button opening JupyterLab"
         colab = f"colab.research.google.com/github/{repository.group(1)}/blob/main/{name}"
         assert colab in page, f"{name}: no Colab button"
+
+
+@pytest.mark.slow
+def test_make_pdf_prints_the_whole_book(chromium, tmp_path):
+    """`make pdf` prints the single-page build: a PDF of the whole book, its math typeset."""
+    result = subprocess.run(["make", "pdf", f"PDF_OUT={tmp_path}", f"CHROMIUM={chromium}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"make pdf failed:\n{(result.stdout + result.stderr)[-6000:]}"
+    pdf = (tmp_path / "_build" / "pdf" / "vae-course-book.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-"), pdf[:20]
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+    assert pages >= 10 * len(CHAPTERS), f"{pages} pages for {len(CHAPTERS)} chapters"
+    single = tmp_path / "_build" / "singlehtml" / "vae-course-book.html"
+    with Browser(chromium, tmp_path / "profile") as browser:
+        browser.load(single.as_uri())
+        found = json.loads(browser.evaluate(READER_CHECKS))
+    for key in ("math_errors", "untypeset", "raw_tex", "broken_images"):
+        assert not found[key], (key, found[key][:5])
+    assert len(found["figures"]) >= len(CHAPTERS), "the printed page lacks the chapters' figures"
