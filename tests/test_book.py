@@ -11,7 +11,7 @@ from browser import READER_CHECKS, Browser, browser_required, find_chromium
 from conftest import BIN
 from notebooks import CHAPTERS, RELEASES, ROOT
 
-REQUIRED_REFERENCES = [  # the reading lists of the source lectures (REFERENCES.md)
+REQUIRED_REFERENCES = [  # the reading lists of the source lectures (book/preface.md)
     "kingma2014autoencoding", "doersch2016tutorial", "yan2016attribute2image",
     "walker2016uncertain", "larsen2016autoencoding", "deshpande2017learning", "yeh2016semantic",
     "kingma2014semisupervised", "maaloe2016auxiliary", "burda2016importance", "sohn2015learning",

@@ -1,4 +1,4 @@
-"""Lint of every master in solutions/ (DESIGN.md, Grading): what nbgrader does not check but a
+"""Lint of every master in solutions/ (book/instructors.md): what nbgrader does not check but a
 fair grade needs. No notebook is executed."""
 
 import ast
@@ -131,12 +131,12 @@ def test_the_intro_states_the_total(master):
 
 
 def test_declared_answer_map_names_real_cells(master):
-    """Where a master declares which tests each answer feeds (metadata.vaecourse.answers, used by
-    tests/test_grading.py), every answer cell is in it and it names only real test cells."""
+    """Every master declares which tests each answer feeds (metadata.vaecourse.answers, used by
+    tests/test_grading.py): every answer cell is in it and it names only real test cells."""
     path, nb = master
     answers = nb.metadata.get("vaecourse", {}).get("answers")
-    if answers is None:
-        pytest.skip(f"{path} declares no answer map")
+    assert answers is not None, f"{path}: metadata.vaecourse.answers (answer cell -> its tests) " \
+                                "is missing"
     solutions = {nbgrader(c)["grade_id"] for c in nb.cells if nbgrader(c).get("solution")}
     tests = {nbgrader(c)["grade_id"] for c in graded_code_cells(nb)}
     assert set(answers) == solutions, f"{path}: the map covers {sorted(answers)}, " \
