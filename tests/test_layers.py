@@ -62,8 +62,7 @@ ENVIRONMENT_READERS = {
     "vaecourse/config.py": "VAECOURSE_PRESET, resolved once into a Preset",
     "vaecourse/data/download.py": "VAECOURSE_DATA, the data cache",
     "vaecourse/grading/course.py": "PATH, so that nbgrader finds the environment's scripts",
-    "benchmarks/grading.py": "VAECOURSE_PRESET for the kernels it grades, which are other processes",
-    "vaecourse/grading/sandbox.py": "the few variables a sandboxed kernel is given (PASSED_ENV)",
+    "benchmarks/grading.py": "VAECOURSE_PRESET for the kernels it grades (other processes)",
 }
 
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import vaecourse
+from vaecourse import config
 
 SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
-PASSED_ENV = ("VAECOURSE_PRESET",)  # the only variables a sandbox inherits
 INSTALL_HINT = ("grade needs bubblewrap to sandbox student code: install it (Debian/Ubuntu: "
                 "apt-get install bubblewrap), or pass --unsandboxed to grade without a sandbox")
 
@@ -79,7 +79,7 @@ def environment() -> dict[str, str]:
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp",
            "MPLCONFIGDIR": "/tmp", "MPLBACKEND": "agg", "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": "1"}
-    env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+    env[config.ENV_VAR] = config.preset_name()  # the grader's preset, resolved once by config
     return env
 
 
