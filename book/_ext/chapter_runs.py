@@ -4,8 +4,8 @@ Chapters are stored with the outputs of one full run and are not executed while 
 builds (see ``_config.yml``), so myst-nb's own execution table stays empty. This directive reads
 every notebook matched by its argument (a glob relative to the book's root, e.g.
 ``book/*.ipynb``) and renders one row per chapter: its title, the preset, device and date printed
-by ``vaecourse.provenance()`` in its first code cell, and its run time, from the execution timestamps that nbclient records in
-each cell's metadata (first input to last reply).
+by ``vaecourse.provenance()`` in its first code cell, and its run time, from the execution
+timestamps that nbclient records in each cell's metadata (first input to last reply).
 """
 
 from __future__ import annotations
