@@ -176,17 +176,8 @@ def test_one_search_box(reading):
     assert set(boxes.values()) == {1}, boxes
 
 
-# Chapters whose stored outputs predate vaecourse.plotting.book_style in their first cell: their
-# figures become retina PNGs when they are re-executed (make execute), and the strict xfail then
-# fails until the chapter is removed from this set.
-AWAITING_RERUN = {"06_vae", "07_likelihood_and_collapse", "08_conditional_vae", "09_colorization",
-                  "10_forecasting"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter", [
-    pytest.param(p.stem, marks=pytest.mark.xfail(strict=True, reason="stored before book_style"))
-    if p.stem in AWAITING_RERUN else p.stem for p in CHAPTERS])
+@pytest.mark.parametrize("chapter", [p.stem for p in CHAPTERS])
 def test_figures_are_sharp_and_legible_on_phones(reading, chapter):
     """Chapter figures are stored at twice their CSS size (retina) and are not shrunk on a phone
     below 60 % of that size, where the book style's labels (vaecourse.plotting.book_style) would
