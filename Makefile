@@ -4,7 +4,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-PRESET ?= cpu
+PRESET ?= book
 CHAPTERS ?= $(wildcard book/*.ipynb)
 ASSIGNMENTS := $(notdir $(wildcard solutions/ps*))
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -83,7 +83,7 @@ release: $(VENV)/.installed
 	@rm -f gradebook.db
 
 execute: $(VENV)/.installed
-	@case "$(PRESET)" in smoke|cpu|gpu) ;; *) echo "error: PRESET must be smoke, cpu or gpu, got '$(PRESET)'"; exit 1;; esac
+	@case "$(PRESET)" in smoke|cpu|book|gpu) ;; *) echo "error: PRESET must be smoke, cpu, book or gpu, got '$(PRESET)'"; exit 1;; esac
 	VAECOURSE_PRESET=$(PRESET) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=3600 $(CHAPTERS)
 

@@ -12,7 +12,7 @@ from vaecourse import config
 
 
 def test_preset_from_environment(monkeypatch):
-    for name in ("smoke", "cpu", "gpu"):
+    for name in ("smoke", "cpu", "book", "gpu"):
         monkeypatch.setenv(config.ENV_VAR, name)
         assert config.preset_name() == name
         assert config.preset().name == name
@@ -33,21 +33,21 @@ def test_empty_variable_means_automatic(monkeypatch):
 
 def test_unknown_preset_lists_valid_ones(monkeypatch):
     monkeypatch.setenv(config.ENV_VAR, "laptop")
-    with pytest.raises(ValueError, match=r"'laptop'.*cpu, gpu, smoke"):
+    with pytest.raises(ValueError, match=r"'laptop'.*book, cpu, gpu, smoke"):
         config.preset_name()
-    with pytest.raises(ValueError, match=r"'tiny'.*cpu, gpu, smoke"):
+    with pytest.raises(ValueError, match=r"'tiny'.*book, cpu, gpu, smoke"):
         config.preset("tiny")
 
 
 def test_presets_grow_in_cost():
-    smoke, cpu, gpu = (config.PRESETS[n] for n in ("smoke", "cpu", "gpu"))
+    order = ("smoke", "cpu", "book", "gpu")
     for field in dataclasses.fields(config.Preset):
-        values = [getattr(p, field.name) for p in (smoke, cpu, gpu)]
+        values = [getattr(config.PRESETS[n], field.name) for n in order]
         if any(isinstance(v, str) for v in values):
             continue
         sizes = [float("inf") if v is None else v for v in values]  # None: the whole data set
-        assert sizes[0] <= sizes[1] <= sizes[2], f"{field.name} should not shrink: {values}"
-    assert set(config.PRESETS) == {"smoke", "cpu", "gpu"}
+        assert sizes == sorted(sizes), f"{field.name} should not shrink along {order}: {values}"
+    assert set(config.PRESETS) == set(order)
     assert all(config.PRESETS[n].name == n for n in config.PRESETS)
 
 
@@ -97,3 +97,9 @@ def test_cuda_device_and_gpu_preset(monkeypatch):
     assert config.device().type == "cuda"
     assert config.preset_name() == "gpu"
     assert torch.ones(2, device=config.device()).sum().item() == 2
+
+
+def test_book_preset_is_the_cpu_preset_over_three_seeds():
+    book, cpu = config.PRESETS["book"], config.PRESETS["cpu"]
+    assert dataclasses.replace(book, name="cpu", seeds=cpu.seeds) == cpu
+    assert book.seeds >= 3 > cpu.seeds

@@ -1,10 +1,13 @@
 """Presets, devices, seeds and provenance (used by every chapter; see the preface).
 
-Every cost knob of the book (data size, epochs, samples, model width) is a field of one
-:class:`Preset`. Three presets exist:
+Every cost knob of the book (data size, epochs, samples, model width, seeds) is a field of one
+:class:`Preset`. Four presets exist:
 
 * ``smoke``: continuous integration, seconds per chapter;
-* ``cpu``: the default without CUDA, a chapter in minutes on a 2-core laptop;
+* ``cpu``: the default without CUDA, a chapter in about ten minutes on a 2-core laptop, every
+  model trained until its curves flatten, once;
+* ``book``: the stored outputs of the book: ``cpu`` with every seed-dependent result repeated
+  over three seeds and reported as mean +- standard error;
 * ``gpu``: the default with CUDA, the full models.
 
 The preset is resolved once, by :func:`preset` (a name given, else ``$VAECOURSE_PRESET``, else
@@ -18,7 +21,7 @@ import datetime
 import os
 import platform
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -50,29 +53,36 @@ class Preset:
     color_epochs: int  # training epochs of each colorization network of chapter 9
     color_width: int  # channels of the first layer of the colorization networks of chapter 9
     ae_steps: int  # gradient steps of each deep autoencoder of chapter 1
+    seeds: int  # training seeds of every result reported as mean +- s.e. (chapters 6-7)
+    classifier_epochs: int  # training epochs of the digit classifier of chapter 6
 
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke", n_data=20, n_repeats=20, max_samples=10_000, train_size=500,
         test_size=100, epochs=1, batch_size=100, hidden=64, eval_samples=100, image_size=16,
-        vae_epochs=1, eval_size=20, mnist_source="embedded", vae_arch="mlp",
+        vae_epochs=2, eval_size=20, mnist_source="embedded", vae_arch="mlp",
         forecast_size=1000, color_images=128, color_epochs=1, color_width=4, ae_steps=500,
+        seeds=1, classifier_epochs=1,
     ),
     "cpu": Preset(
         name="cpu", n_data=200, n_repeats=200, max_samples=10_000, train_size=None,
         test_size=None, epochs=30, batch_size=100, hidden=256, eval_samples=5000, image_size=32,
-        vae_epochs=10, eval_size=200, mnist_source="embedded", vae_arch="mlp",
+        vae_epochs=100, eval_size=200, mnist_source="embedded", vae_arch="mlp",
         forecast_size=6000, color_images=2000, color_epochs=12, color_width=8, ae_steps=2000,
+        seeds=1, classifier_epochs=20,
     ),
     "gpu": Preset(
         name="gpu", n_data=500, n_repeats=1000, max_samples=100_000, train_size=None,
         test_size=None, epochs=200, batch_size=128, hidden=512, eval_samples=5000, image_size=64,
         vae_epochs=100, eval_size=None, mnist_source="auto", vae_arch="conv",
         forecast_size=50_000, color_images=40_000, color_epochs=60, color_width=32,
-        ae_steps=10_000,
+        ae_steps=10_000, seeds=3, classifier_epochs=20,
     ),
 }
+# The stored outputs of the book: the cpu preset with every seed-dependent result repeated over
+# three seeds (executed once by maintainers, about an hour for the whole book on 2 cores).
+PRESETS["book"] = replace(PRESETS["cpu"], name="book", seeds=3)
 
 
 def preset_name() -> str:
