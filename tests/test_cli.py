@@ -9,6 +9,7 @@ from conftest import train_cli
 
 from vaecourse import config, recipes
 from vaecourse.__main__ import main
+from vaecourse.models import vae
 
 SMOKE = config.PRESETS["smoke"]
 
@@ -38,6 +39,14 @@ def test_train_cvae_subprocess_prints_json_and_progress():
     assert results["epochs"] == SMOKE.vae_epochs and results["eval_size"] == SMOKE.eval_size
     assert results["eval_samples"] == recipes.cvae_samples(SMOKE)
     assert "fit" in progress  # the progress bar goes to stderr
+
+
+def test_arch_chooses_the_vae_networks(capsys):
+    assert main(["train", "vae", "--preset", "smoke", "--arch", "conv", "--epochs", "1"]) == 0
+    assert last_json(capsys)["arch"] == "conv"
+    run = recipes.vae(SMOKE, arch="conv", epochs=1, evaluate=False, progress=False)
+    assert isinstance(run.model, vae.ConvVAE)
+    assert recipes.vae(SMOKE, epochs=1, evaluate=False, progress=False).provenance["arch"] == "mlp"
 
 
 def test_seed_changes_the_run(capsys):
@@ -79,6 +88,7 @@ def test_k_without_iwae_is_an_error(capsys):
 @pytest.mark.parametrize("call, message", [
     (lambda: recipes.vae(SMOKE, epochs=0), "epochs must be an int >= 1"),
     (lambda: recipes.vae("smoke"), "preset must be a vaecourse.config.Preset"),
+    (lambda: recipes.vae(SMOKE, arch="resnet"), r"arch must be one of \('mlp', 'conv'\)"),
     (lambda: recipes.forecasting(SMOKE, model="oracle"), "model must be one of"),
     (lambda: recipes.cvae(SMOKE, given=0), r"given must be one of \(1, 2, 3\), got 0"),
 ])

@@ -27,6 +27,7 @@ LAYERS = {
     "vaecourse.models": 1,
     "vaecourse.models.autoencoder": 1,
     "vaecourse.models.vae": 1,
+    "vaecourse.models.classifier": 1,
     "vaecourse.models.cvae": 1,
     "vaecourse.models.colorization": 1,
     "vaecourse.models.forecasting": 1,

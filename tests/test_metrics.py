@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import scipy.stats
 import pytest
 import torch
 from torch import nn
@@ -168,3 +169,26 @@ def test_evaluate_vae_rejects_a_bad_eval_size(eval_size):
     model, x = ConstantModel(torch.zeros(784, dtype=torch.float64)), binary_images(4)
     with pytest.raises(ValueError, match=f"eval_size must be an int >= 1, got {eval_size}"):
         metrics.evaluate_vae(model, x, samples=3, eval_size=eval_size)
+
+
+def test_over_seeds_and_pm_report_mean_and_standard_error():
+    mean, se = metrics.over_seeds([1.0, 2.0, 4.0])
+    assert mean == pytest.approx(7 / 3)
+    assert se == pytest.approx(scipy.stats.sem([1.0, 2.0, 4.0]))
+    assert metrics.pm(mean, se, 1) == "2.3 ± 0.9"
+    one = metrics.over_seeds([5])
+    assert one[0] == 5.0 and math.isnan(one[1])
+    assert metrics.pm(*one, 1) == "5.0"  # one seed: no standard error to report
+
+
+def test_seed_difference_is_over_seeds_or_over_examples_for_one_seed():
+    a = torch.tensor([[1.0, 3.0], [2.0, 2.0], [0.0, 4.0]])
+    b = torch.zeros(3, 2)
+    mean, se = metrics.seed_difference(a, b + torch.tensor([[0.0], [1.0], [2.0]]))
+    per_seed = [2.0, 1.0, 0.0]  # per-seed mean differences
+    assert mean == pytest.approx(1.0)
+    assert se == pytest.approx(scipy.stats.sem(per_seed))
+    mean, se = metrics.seed_difference(a[:1], b[:1])
+    assert (mean, se) == pytest.approx((2.0, scipy.stats.sem([1.0, 3.0])))
+    with pytest.raises(ValueError, match=r"same shape \(seeds, N\)"):
+        metrics.seed_difference(a, b[:2])

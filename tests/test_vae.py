@@ -126,3 +126,17 @@ def test_plotting_grid_and_tiles():
     canvas = plotting.tile(torch.ones(7, 784), ncols=3)
     assert canvas.shape == (3 * 29 + 1, 3 * 29 + 1)
     assert canvas[1:29, 1:29].min() == 1 and canvas[0, 0] == 0.25
+
+
+def test_conv_vae_has_batch_norm_and_in_eval_mode_codes_ignore_the_batch():
+    torch.manual_seed(0)
+    model = vae.ConvVAE(latent=4, hidden=32)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4  # after each strided (transposed) convolution but the output layer
+    x = binary_images(6)
+    model.loss(x)[0].backward()  # one training batch moves the running statistics
+    model.eval()
+    alone, _ = model.encode(x[:1])
+    together, _ = model.encode(x)
+    torch.testing.assert_close(alone, together[:1])
+    assert model.decode(torch.zeros(1, 4)).shape == (1, 784)

@@ -65,8 +65,10 @@ OPTIONS: dict[str, list[tuple[str, dict]]] = {
         ("beta", {"type": non_negative, "help": "KL weight"}),
         ("free_bits", {"type": non_negative, "help": "free nats per latent"}),
         ("anneal_epochs", {"type": count, "help": "epochs of linear KL annealing"}),
+        ("arch", {"choices": recipes.VAE_ARCHS, "help": "networks (None: the preset's)"}),
         ("data", {"choices": mnist.SOURCES, "help": "MNIST source (None: the preset's)"}),
     ],
+    "classifier": [],
     "cvae": [
         ("model", {"choices": recipes.CVAE_MODELS, "help": "conditional VAE or deterministic"}),
         ("given", {"type": int, "choices": tuple(cvae_models.QUADRANTS),

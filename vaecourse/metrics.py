@@ -11,6 +11,7 @@ and total variation, KDE-NLL. A metric draws from torch's generators as the call
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import scipy.stats
 import torch
@@ -102,6 +103,29 @@ def mean_and_se(values: Tensor) -> tuple[float, float]:
     values = values.double()
     se = (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
     return values.mean().item(), se
+
+
+def over_seeds(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of one result repeated over seeds (s.e. NaN for one seed)."""
+    return mean_and_se(torch.tensor([float(v) for v in values], dtype=torch.float64))
+
+
+def seed_difference(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """The difference of two models' per-example values ``a - b``, each (seeds, N) on the same
+    examples: its mean, and the standard error over seeds of the per-seed mean differences (with
+    one seed, the paired standard error over the N examples)."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"a and b must have the same shape (seeds, N), got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    diff = (a - b).double()
+    return mean_and_se(diff.mean(1) if len(diff) > 1 else diff[0])
+
+
+def pm(mean: float, se: float, digits: int = 2) -> str:
+    """``"mean ± se"`` with ``digits`` decimals; just the mean when the s.e. is NaN (one seed)."""
+    if math.isnan(se):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
 def evaluate_vae(model: vae_models.VAE, x: Tensor, samples: int, eval_size: int | None = None,

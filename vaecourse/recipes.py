@@ -25,11 +25,13 @@ from vaecourse import config, metrics, train
 from vaecourse.data import colorization as color_data
 from vaecourse.data import mnist, trajectories
 from vaecourse.models import autoencoder as ae_models
+from vaecourse.models import classifier as classifier_models
 from vaecourse.models import colorization as color_models
 from vaecourse.models import cvae as cvae_models
 from vaecourse.models import forecasting as forecast_models
 from vaecourse.models import vae as vae_models
 
+VAE_ARCHS = ("mlp", "conv")  # chapters 6-7: the networks of recipes.vae
 CVAE_MODELS = ("cvae", "baseline")  # chapter 8: the conditional VAE and the deterministic net
 COLORIZERS = ("regressor", "cvae", "mdn")  # chapter 9
 FORECASTERS = ("regressor", "cvae")  # chapter 10
@@ -147,9 +149,10 @@ def autoencoder(preset: config.Preset, *, code: int = 2, noise: float = 0.0,
 
 def vae(preset: config.Preset, *, latent: int = 20, objective: str = "vae", k: int = 1,
         beta: float = 1.0, free_bits: float = 0.0, anneal_epochs: int = 0,
-        data: str | None = None, epochs: int | None = None, seed: int = 0,
+        arch: str | None = None, data: str | None = None, epochs: int | None = None, seed: int = 0,
         device: torch.device | None = None, evaluate: bool = True, progress: bool = True) -> Run:
-    """The preset's VAE (``vae_arch``, ``hidden``) on dynamically binarized MNIST.
+    """A VAE (``arch``, one of :data:`VAE_ARCHS`; None: the preset's ``vae_arch``; width
+    ``hidden``) on dynamically binarized MNIST.
 
     Data: ``data`` (one of ``mnist.SOURCES``; None: the preset's ``mnist_source``) cut to the
     preset's train/test sizes, the test digits binarized once. ``epochs`` defaults to the
@@ -158,7 +161,9 @@ def vae(preset: config.Preset, *, latent: int = 20, objective: str = "vae", k: i
     :func:`vaecourse.metrics.evaluate_vae` with the preset's ``eval_samples`` and ``eval_size``.
     """
     device = start(preset, seed, device)
-    network = {"mlp": vae_models.VAE, "conv": vae_models.ConvVAE}[preset.vae_arch]
+    arch = preset.vae_arch if arch is None else arch
+    check_choice("arch", arch, VAE_ARCHS)
+    network = {"mlp": vae_models.VAE, "conv": vae_models.ConvVAE}[arch]
     model = network(latent, preset.hidden, objective=objective, k=k, beta=beta,
                     free_bits=free_bits)
     mnist_data = mnist.load_mnist(preset.mnist_source if data is None else data,
@@ -174,11 +179,37 @@ def vae(preset: config.Preset, *, latent: int = 20, objective: str = "vae", k: i
         if evaluate else {}
     provenance = described(preset, device, seed, "vae", data=mnist_data.source,
                            train_digits=len(mnist_data.x_train), test_digits=len(x_test),
-                           epochs=epochs,
+                           epochs=epochs, arch=arch,
                            latent=latent, objective=objective, k=k, beta=beta,
                            free_bits=free_bits, anneal_epochs=anneal_epochs,
                            eval_samples=preset.eval_samples, eval_size=eval_size)
     return Run(model, history, results, seconds, provenance, test_loader.dataset)
+
+
+def classifier(preset: config.Preset, *, epochs: int | None = None, seed: int = 0,
+               device: torch.device | None = None, progress: bool = True) -> Run:
+    """Chapter 6's digit classifier (:class:`~vaecourse.models.classifier.DigitClassifier`)
+    trained on the grey training digits of ``mnist_source`` (the VAE's data), Adam (lr 1e-3).
+
+    ``epochs`` defaults to the preset's ``classifier_epochs``. Metrics: the test accuracy on the
+    grey test digits and on the test digits binarized as the VAE sees them (seed ``seed + 1``).
+    """
+    device = start(preset, seed, device)
+    data = mnist.load_mnist(preset.mnist_source, train_size=preset.train_size,
+                            test_size=preset.test_size)
+    epochs = resolve_epochs(epochs, preset.classifier_epochs)
+    net = classifier_models.DigitClassifier()
+    loader = shuffled(data.x_train, data.y_train, batch_size=preset.batch_size, seed=seed)
+    history, seconds = timed_fit(net, loader, epochs=epochs, device=device, progress=progress)
+    results = {}
+    for name, x in (("grey", data.x_test), ("binary", mnist.binarize_fixed(data.x_test, seed + 1))):
+        label, _ = classifier_models.predict(net, x)
+        results[f"test_accuracy_{name}"] = (label == data.y_test).float().mean().item()
+    provenance = described(preset, device, seed, "classifier", data=data.source,
+                           train_digits=len(data.x_train), test_digits=len(data.x_test),
+                           epochs=epochs)
+    return Run(net, history, results, seconds, provenance,
+               TensorDataset(data.x_test, data.y_test))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +412,7 @@ def forecasting(preset: config.Preset, *, model: str = "cvae", latent: int = 4,
 RECIPES: dict[str, Callable[..., Run]] = {
     "autoencoder": autoencoder,
     "vae": vae,
+    "classifier": classifier,
     "cvae": cvae,
     "colorization": colorization,
     "forecasting": forecasting,

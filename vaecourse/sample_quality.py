@@ -1,5 +1,5 @@
-"""Sample-quality measures of chapters 11-13 (chapter 11 (VAEs and GANs), chapter 12 (learned
-similarity), chapter 13 (adversarial autoencoders)).
+"""Sample-quality measures of chapter 6 (prior samples) and chapters 11-13 (VAEs and GANs,
+learned similarity, adversarial autoencoders).
 
 * Sharpness, per image (higher is sharper; blurring lowers both):
   :func:`laplacian_variance`, the variance over pixels of the discrete Laplacian

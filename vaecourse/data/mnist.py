@@ -234,7 +234,8 @@ def load_mnist(
     )
 
 
-def _check_unit(x: torch.Tensor) -> None:
+def check_unit(x: torch.Tensor) -> None:
+    """Raise ValueError unless ``x`` is a floating-point tensor with values in [0, 1]."""
     if not torch.is_floating_point(x):
         raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if x.numel() and not (x.min() >= 0 and x.max() <= 1):  # also False for NaN
@@ -246,7 +247,7 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
     Binary pixels make log p(x) of a Bernoulli decoder a normalized log-likelihood.
     """
-    _check_unit(x)
+    check_unit(x)
     return torch.bernoulli(x, generator=generator)
 
 

@@ -2,7 +2,7 @@
 
 Two networks with the same interface, ``encode(x) -> (mu, logvar)`` and ``decode(z) -> logits``
 (and the book's model interface, :class:`vaecourse.estimators.LatentVariableModel`):
-an MLP (:class:`VAE`) and a convolutional one (:class:`ConvVAE`, for the gpu preset). Images are
+an MLP (:class:`VAE`) and a convolutional one (:class:`ConvVAE`, the gpu preset's). Images are
 flattened to 784 binary pixels; the decoder is a product of Bernoulli distributions with logits.
 
 The losses are functions of a model and a batch, and call :mod:`vaecourse.gaussian` and
@@ -82,22 +82,29 @@ class VAE(nn.Module):
 
 
 class ConvVAE(VAE):
-    """Convolutional encoder and decoder with the interface of :class:`VAE` (gpu preset)."""
+    """Convolutional encoder and decoder with the interface of :class:`VAE` (chapter 6).
+
+    The architecture of the lectures, after DCGAN: strided 4x4 convolutions (transposed in the
+    decoder) with batch normalization and ReLU, and one fully connected layer of ``hidden`` units
+    between the feature maps and the code. In eval mode, batch normalization uses the running
+    statistics of training, so an image's code does not depend on the rest of its batch.
+    """
 
     def __init__(self, latent: int = 20, hidden: int = 512, objective: str = "vae", k: int = 1,
                  beta: float = 1.0, free_bits: float = 0.0):
         super().__init__(latent, hidden, DATA_DIM, objective, k, beta, free_bits)
         self.encoder = nn.Sequential(  # 1x28x28 -> 32x14x14 -> 64x7x7 -> hidden -> 2 * latent
             nn.Unflatten(1, IMAGE_SHAPE),
-            nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
             nn.Flatten(), nn.Linear(64 * 7 * 7, hidden), nn.ReLU(),
             nn.Linear(hidden, 2 * latent),
         )
         self.decoder = nn.Sequential(  # latent -> hidden -> 64x7x7 -> 32x14x14 -> 1x28x28
             nn.Linear(latent, hidden), nn.ReLU(),
-            nn.Linear(hidden, 64 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Linear(hidden, 64 * 7 * 7), nn.Unflatten(1, (64, 7, 7)), nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
             nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1), nn.Flatten(),
         )
 
