@@ -124,7 +124,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
         raise ValueError("give either steps or optimizer (with loss_fn), not both")
     if seed is not None:
         config.seed_everything(seed)
-    device = config.device() if device is None else device
+    device = torch.device(config.device() if device is None else device)
     model.to(device)
     if steps is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer
@@ -137,12 +137,26 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
             if before_epoch is not None:
                 before_epoch(epoch, model)
             history["train"].append(run_epoch(model, train_loader, steps, device, True, bar))
-            if test_loader is not None:
-                history["test"].append(run_epoch(model, test_loader, steps, device, False))
+            if test_loader is not None:  # on a forked RNG: evaluating leaves training unchanged
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    history["test"].append(run_epoch(model, test_loader, steps, device, False))
     model.eval()
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, [s.optimizer for s in steps], history)
     return history
+
+
+def late_fall(losses: Sequence[float]) -> float:
+    """How much a loss curve still falls at its end: the mean of its third quarter minus the mean
+    of its last quarter (in the loss's units; near 0 or negative once the curve has flattened).
+
+    Chapter 9 calls a curve flat when this is below 1 nat or 1% of the last quarter's mean.
+    """
+    if len(losses) < 4:
+        raise ValueError(f"a loss curve needs at least 4 epochs to have quarters, got {len(losses)}")
+    q = len(losses) // 4
+    values = torch.tensor(list(losses), dtype=torch.float64)
+    return (values[-2 * q:-q].mean() - values[-q:].mean()).item()
 
 
 def kl_annealing(warmup_epochs: int, attribute: str = "beta") -> Callable[[int, nn.Module], None]:
