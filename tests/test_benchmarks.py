@@ -21,3 +21,32 @@ def test_benchmark_prints_a_table_under_smoke(script):
     assert done.stdout.startswith("machine: "), done.stdout[:300]
     assert "preset: smoke" in done.stdout
     assert "\n|---" in done.stdout, f"{script} printed no markdown table:\n{done.stdout[:1000]}"
+
+
+@pytest.mark.slow
+def test_vae_benchmark_over_two_seeds_reports_standard_errors():
+    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
+    done = subprocess.run([sys.executable, "benchmarks/vae_mnist.py", "--preset", "smoke",
+                           "--seeds", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "seeds [0, 1]" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| VAE, latent 20")]
+    assert len(rows) == 1 and rows[0].count("±") == 5, rows  # every figure but the epochs
+    assert "free bits 0.5, latent 20 minus VAE, latent 20: L_K" in done.stdout
+
+
+def test_over_seeds_and_cells_of_the_benchmark_tables():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import common
+    finally:
+        sys.path.pop(0)
+    runs = [{"nll": 1.0, "coverage": None}, {"nll": 3.0, "coverage": None}]
+    figures = common.over_seeds(runs, ("nll", "coverage"))
+    assert figures["coverage"] is None and figures["nll"][0] == 2.0
+    assert figures["nll"][1] == pytest.approx(1.0)  # std 1.414 / sqrt(2)
+    assert common.cell(figures["nll"], 1) == "2.0 ± 1.0" and common.cell(None) == ""
+    assert common.cell(common.over_seeds(runs[:1], ("nll",))["nll"]) == "1.00"  # one seed
+    with pytest.raises(ValueError, match="at least one run"):
+        common.over_seeds([], ("nll",))
