@@ -50,3 +50,32 @@ def test_over_seeds_and_cells_of_the_benchmark_tables():
     assert common.cell(common.over_seeds(runs[:1], ("nll",))["nll"]) == "1.00"  # one seed
     with pytest.raises(ValueError, match="at least one run"):
         common.over_seeds([], ("nll",))
+
+
+def test_forecasting_benchmark_reports_mean_and_standard_error_over_seeds():
+    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
+    done = subprocess.run([sys.executable, "benchmarks/forecasting.py", "--preset", "smoke",
+                           "--seeds", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "preset: smoke" in done.stdout and "seeds: [0, 1]" in done.stdout, done.stdout[:300]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| regressor")
+            or line.startswith("| cvae")]
+    assert len(rows) == 2 and all(line.count("±") == 9 for line in rows), done.stdout
+    assert "met in " in done.stdout and " of 2 seeds" in done.stdout
+
+
+def test_forecasting_aggregate_is_the_mean_and_standard_error_over_seeds():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import forecasting
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    runs = [{key: float(v) for key in forecasting.METRICS} | {"nll_gap_se": 0.5}
+            for v in (1.0, 2.0, 6.0)]
+    mean, se = forecasting.aggregate(runs)["nll"]
+    assert mean == pytest.approx(3.0)
+    assert se == pytest.approx(7 ** 0.5 / 3 ** 0.5)  # sample s.d. sqrt(14 / 2), three seeds
+    assert forecasting.aggregate(runs[:1])["nll_gap"] == (1.0, 0.5)  # one seed: the scene s.e.
+    with pytest.raises(ValueError, match="at least one run"):
+        forecasting.aggregate([])

@@ -100,6 +100,10 @@ NOISY_LOG_NORMAL = answer("log_normal").replace(
 NOISY_MC = answer("mc_second_moment").replace(
     "    z2 =", "    for _ in tqdm(range(3), desc='sampling'):\n        pass\n    z2 ="
 ) + "\n\nfrom tqdm import tqdm"
+EXACT_MC = """
+def mc_second_moment(n, generator):
+    return 1.0, math.sqrt(2 / n)
+"""  # the exact values, no sampling: passes the visible test, must fail the hidden ones
 FLOAT32_LOG_NORMAL = answer("log_normal").replace("    return ", "    return torch.as_tensor(")
 FLOAT32_LOG_NORMAL = FLOAT32_LOG_NORMAL.rstrip() + ", dtype=torch.float32)"
 
@@ -118,6 +122,7 @@ SUBMISSIONS = {
     "late": lambda: filled(),
     "hidden_fail": lambda: filled("log_mean_exp", "mc_second_moment",
                                   log_normal=FLOAT32_LOG_NORMAL),
+    "exact_mc": lambda: filled("log_normal", "log_mean_exp", mc_second_moment=EXACT_MC),
 }
 
 WRONG_LOG_NORMAL = """
@@ -382,6 +387,11 @@ def test_an_infinite_loop_ends_at_the_timeout_and_the_rest_is_graded(graded):
 
 def test_warnings_and_a_progress_bar_keep_full_marks(graded):
     assert auto_scores(graded, "noisy") == {t: float(points(t)) for t in TESTS}
+
+
+def test_the_exact_values_without_sampling_fail_the_hidden_monte_carlo_test(graded):
+    assert auto_scores(graded, "exact_mc") == {**{t: float(points(t)) for t in TESTS},
+                                               "test_mc_second_moment": 0.0}
 
 
 def test_a_late_notebook_is_graded_and_flagged(graded):

@@ -11,9 +11,11 @@ import torch
 
 from vaecourse import estimators
 from vaecourse.toys import (
+    GaussianEncoder,
     LinearGaussianModel,
     MultivariateStudentT,
     RingModel,
+    fit_encoder,
     log_std_normal,
 )
 
@@ -301,8 +303,47 @@ def test_ring_likelihood_prior_decode_against_torch_distributions():
         (lambda: LinearGaussianModel(math.nan, 1.0), "theta must be a finite number"),
         (lambda: LinearGaussianModel(1.0, 1.0).log_marginal(torch.zeros(3, 2)),
          r"x must have shape \(N, 1\), got \(3, 2\)"),
+        (lambda: GaussianEncoder(2, 2, hidden=0), "hidden must be a positive int, got 0"),
+        (lambda: GaussianEncoder(2, 2)(torch.zeros(3, 1)), r"x must have shape \(N, 2\)"),
+        (lambda: fit_encoder(RingModel(), steps=0), "steps and batch_size must be positive"),
+        (lambda: fit_encoder(RingModel(), lr=-1.0), "lr must be a finite number > 0"),
     ],
 )
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_encoder_proposal_is_the_gaussian_of_its_mean_and_cholesky_factor(full):
+    torch.manual_seed(0)
+    encoder = GaussianEncoder(2, 3, hidden=8, full_covariance=full)
+    x = torch.randn(5, 2, dtype=F64)
+    mu, scale_tril = encoder(x)
+    assert mu.shape == (5, 3) and scale_tril.shape == (5, 3, 3)
+    assert torch.equal(scale_tril, scale_tril.tril()) and (scale_tril.diagonal(0, -2, -1) > 0).all()
+    lower = scale_tril.tril(-1)
+    assert (lower.abs().sum() > 0) == full  # diagonal encoder: no correlations
+    z = torch.randn(4, 5, 3, dtype=F64)
+    cov = (scale_tril @ scale_tril.mT).detach().numpy()
+    expected = np.stack([scipy.stats.multivariate_normal(mu[b].detach().numpy(), cov[b])
+                         .logpdf(z[:, b].numpy()) for b in range(5)], -1)
+    got = encoder.proposal(x).log_prob(z).detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_fit_encoder_learns_the_exact_posterior_of_the_linear_model():
+    """The ELBO's optimum over Gaussians is the exact Gaussian posterior N(theta x / (theta^2 +
+    sigma^2), sigma^2 / (theta^2 + sigma^2)): the trained encoder's KL to it is small."""
+    model = LinearGaussianModel(theta=1.5, sigma=0.5)
+    encoder, history = fit_encoder(model, steps=1500, seed=0)
+    assert len(history) == 1500
+    assert sum(history[-100:]) > sum(history[:100])  # the ELBO went up
+    x = model.sample(2000, generator=torch.Generator().manual_seed(1))
+    mean, var = model.posterior(x)
+    q = encoder.proposal(x)
+    posterior = torch.distributions.MultivariateNormal(mean, var[..., None])
+    kl = torch.distributions.kl_divergence(q, posterior)
+    assert kl.mean() < 0.01, kl.mean()
+    again, history_again = fit_encoder(model, steps=1500, seed=0)
+    assert history_again == history  # one seed, one run

@@ -376,11 +376,12 @@ def evaluate_forecaster(model: nn.Module, junction: trajectories.Junction, image
 
     On all scenes, with k samples each, beside the oracle (exact samples): ``min_ade_20``,
     ``min_fde_20`` and ``mode_coverage`` (the names keep the literature's k = 20). On the first
-    ``eval_size`` scenes: ``nll`` = mean -log p(y | x) (the CVAE's by importance sampling),
-    ``bayes_floor`` = mean -log p_true(y | x), ``nll_gap`` with its standard error, and with
-    ``kde_samples`` samples each: ``mode_tv`` (total variation of exit frequencies),
-    ``closed_exit_rate``, ``kde_nll`` (per time step, Trajectron++) beside the oracle's and the
-    exact per-step NLL ``exact_step_nll`` = mean_t -log p_true(y_t | x) that KDE-NLL estimates.
+    ``eval_size`` scenes: ``nll`` = mean -log p(x | y), future x given image y (the CVAE's by
+    importance sampling), ``bayes_floor`` = mean -log p_true(x | y), ``nll_gap`` with its
+    standard error, and with ``kde_samples`` samples each: ``mode_tv`` (total variation of exit
+    frequencies), ``closed_exit_rate``, ``kde_nll`` (per time step, Trajectron++) beside the
+    oracle's and the exact per-step NLL ``exact_step_nll`` = mean_t -log p_true(x_t | y) that
+    KDE-NLL estimates.
     """
     for name, value in (("k", k), ("kde_samples", kde_samples)):
         check_count(name, value)

@@ -380,9 +380,10 @@ def forecasting(preset: config.Preset, *, model: str = "cvae", latent: int = 4,
                 evaluate: bool = True, progress: bool = True) -> Run:
     """Train one of chapter 10's forecasters (:data:`FORECASTERS`) on :func:`junction_scenes`.
 
-    Width ``hidden``, ``epochs`` default the preset's ``epochs``, Adam (lr 1e-3); the
-    regressor's residual Gaussian is fitted on the training scenes after training; the CVAE
-    estimates log p(y | x) with the preset's ``eval_samples``. Metrics:
+    Width ``hidden``, ``epochs`` default the preset's ``epochs``, Adam (lr 1e-3), the test loss
+    recorded after every epoch (``history["test"]``); the regressor's residual Gaussian is
+    fitted on the training scenes after training; the CVAE estimates log p(x | y) (future x,
+    image y) with the preset's ``eval_samples``. Metrics:
     :func:`vaecourse.metrics.evaluate_forecaster` on the preset's ``eval_size`` test scenes with
     :func:`kde_samples` samples for KDE-NLL.
     """
@@ -394,7 +395,9 @@ def forecasting(preset: config.Preset, *, model: str = "cvae", latent: int = 4,
     epochs = resolve_epochs(epochs, preset.epochs)
     loader = DataLoader(train_set, batch_size=preset.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    history, seconds = timed_fit(net, loader, epochs=epochs, device=device, progress=progress)
+    test_loader = DataLoader(test_set, batch_size=preset.batch_size)  # the test-loss curve
+    history, seconds = timed_fit(net, loader, epochs=epochs, test_loader=test_loader,
+                                 device=device, progress=progress)
     if model == "regressor":
         net.fit_residuals(*train_set.tensors[:2])
     results: dict[str, Value] = {}

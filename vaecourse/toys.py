@@ -361,3 +361,84 @@ class RingModel(GaussianDecoderModel):
         """A heavy-tailed q(z | x): a multivariate Student-t with the Laplace location and scale."""
         laplace = self.laplace_proposal(x, scale)
         return MultivariateStudentT(df, laplace.loc, laplace.scale_tril)
+
+
+class GaussianEncoder(torch.nn.Module):
+    """An amortized proposal q_phi(z | x) = N(mu_phi(x), L_phi(x) L_phi(x)^T) (chapter 3, "The
+    role of the encoder"): one network maps every x to the parameters of its Gaussian, instead of
+    a Newton optimization per point as in :meth:`RingModel.laplace_proposal`.
+
+    A tanh MLP maps x (N, data_dim) to the mean (N, d) and the Cholesky factor L (N, d, d) with a
+    positive diagonal exp(.); with ``full_covariance=False`` L is diagonal, the VAE's usual
+    N(mu, diag sigma^2) with log sigma^2 = 2 log diag L. Float64, like the toy models."""
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden: int = 64,
+                 full_covariance: bool = True) -> None:
+        super().__init__()
+        for name, value in (("data_dim", data_dim), ("latent_dim", latent_dim),
+                            ("hidden", hidden)):
+            if _check_count(value, name) == 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.data_dim, self.latent_dim = data_dim, latent_dim
+        self.full_covariance = bool(full_covariance)
+        n_lower = latent_dim * (latent_dim - 1) // 2 if self.full_covariance else 0
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(data_dim, hidden), torch.nn.Tanh(),
+            torch.nn.Linear(hidden, hidden), torch.nn.Tanh(),
+            torch.nn.Linear(hidden, 2 * latent_dim + n_lower),
+        ).to(DTYPE)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean (N, d) and the Cholesky factor (N, d, d) of q(z | x)."""
+        out = self.net(_as_data(x, self.data_dim).to(DTYPE))
+        d = self.latent_dim
+        mu, log_diag, lower = out[:, :d], out[:, d:2 * d], out[:, 2 * d:]
+        scale_tril = torch.diag_embed(log_diag.exp())
+        if self.full_covariance:
+            rows, cols = torch.tril_indices(d, d, offset=-1)
+            off_diagonal = torch.zeros_like(scale_tril)
+            off_diagonal[:, rows, cols] = lower
+            scale_tril = scale_tril + off_diagonal
+        return mu, scale_tril
+
+    def proposal(self, x: torch.Tensor) -> MultivariateNormal:
+        """q(z | x) as a distribution with batch shape (N,) and event shape (latent_dim,)."""
+        mu, scale_tril = self(x)
+        return MultivariateNormal(mu, scale_tril=scale_tril)
+
+
+def fit_encoder(model: GaussianDecoderModel, steps: int = 2000, batch_size: int = 256,
+                lr: float = 1e-2, hidden: int = 64, full_covariance: bool = True, seed: int = 0
+                ) -> tuple[GaussianEncoder, list[float]]:
+    """Train a :class:`GaussianEncoder` for a fixed toy model by maximizing the ELBO (chapter 4,
+    eq. ``eq-elbo``): each Adam step draws a fresh batch x ~ p(x) from the model and ascends
+    mean_x [log p(x, z) - log q(z | x)] with one reparameterized z = mu + L eps per point
+    (chapter 5). Every draw comes from one generator seeded with ``seed``.
+
+    Returns the encoder (in eval mode, gradients off) and the ELBO of every step, averaged over
+    its batch, so that a caller can check that the curve has flattened."""
+    steps, batch_size = _check_count(steps, "steps"), _check_count(batch_size, "batch_size")
+    if steps == 0 or batch_size == 0:
+        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
+    lr = _check_positive(lr, "lr")
+    generator = torch.Generator().manual_seed(seed)
+    encoder = GaussianEncoder(model.data_dim, model.latent_dim, hidden, full_covariance)
+    with torch.no_grad():  # initial weights from the same generator, reproducible
+        for p in encoder.parameters():
+            bound = 1 / math.sqrt(p.shape[-1]) if p.dim() > 1 else 0.1
+            p.uniform_(-bound, bound, generator=generator)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)  # lr decays to 0
+    history = []
+    for _ in range(steps):
+        x = model.sample(batch_size, generator=generator)
+        q = encoder.proposal(x)
+        eps = torch.randn(x.shape[0], model.latent_dim, 1, generator=generator, dtype=DTYPE)
+        z = q.loc + (q.scale_tril @ eps).squeeze(-1)
+        elbo = (model.log_joint(x, z) - q.log_prob(z)).mean()
+        optimizer.zero_grad()
+        (-elbo).backward()
+        optimizer.step()
+        schedule.step()
+        history.append(elbo.item())
+    return encoder.eval().requires_grad_(False), history

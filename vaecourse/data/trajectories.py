@@ -1,22 +1,23 @@
 """Junction scenes: futures with an exactly known, multimodal density given an image (chapter 10).
 
 An agent drives north towards a junction. Each exit k (west, north, east by default) is open or
-closed, and the image shows the open roads. Given the image x (that is, the open set O), the agent
-picks an open exit with probability p(k | x) = w_k / sum_{j in O} w_j and drives T steps along a
+closed, and the image shows the open roads. Given the image y (that is, the open set O), the agent
+picks an open exit with probability p(k | y) = w_k / sum_{j in O} w_j and drives T steps along a
 perturbed quadratic Bezier path to it:
 
-    y = m_k + A_k f + sigma * eps,    f ~ N(0, I_2),  eps ~ N(0, I_2T),
+    x = m_k + A_k f + sigma * eps,    f ~ N(0, I_2),  eps ~ N(0, I_2T),
 
 where m_k is the nominal path (positions at T times) and the two columns of A_k move it along
 the path (a speed change, scale ``speed_sd``) and across it (a lateral offset, scale
-``lateral_sd``). Given (x, k) the flattened future is exactly Gaussian,
+``lateral_sd``). Given (y, k) the flattened future is exactly Gaussian,
 N(m_k, A_k A_k^T + sigma^2 I), so the density of the future given the image is the mixture
 
-    p(y | x) = sum_{k in O} p(k | x) N(y; m_k, A_k A_k^T + sigma^2 I)        (eq. 10.1)
+    p(x | y) = sum_{k in O} p(k | y) N(x; m_k, A_k A_k^T + sigma^2 I)        (eq. 10.1)
 
 whose log is an exact log-sum-exp (:meth:`Junction.log_prob`). Trajectories have shape
 ``(..., T, 2)`` in scene units (the image spans [-1, 1]^2, north up); open sets are boolean
-masks of shape ``(..., K)``.
+masks of shape ``(..., K)``. The book's notation (book/notation.md): x is what is modelled, the
+future, and y the condition, the image; the arguments that hold futures are named ``y``.
 """
 
 from __future__ import annotations
@@ -102,14 +103,14 @@ class Junction:
             torch.full((self.exits, d), self.noise_sd**2, dtype=torch.float64))
 
     def mode_log_probs(self, open_mask: Tensor) -> Tensor:
-        """log p(k | x) = log w_k - log sum_{j open} w_j, -inf for closed exits: shape (..., K)."""
+        """log p(k | y) = log w_k - log sum_{j open} w_j, -inf for closed exits: shape (..., K)."""
         open_mask = _check_mask("open_mask", open_mask, self.exits)
         log_w = torch.tensor(self.weights, dtype=torch.float64).log().expand(open_mask.shape)
         log_w = log_w.masked_fill(~open_mask, -math.inf)
         return log_w - torch.logsumexp(log_w, -1, keepdim=True)
 
     def component_log_probs(self, y: Tensor) -> Tensor:
-        """log N(y; m_k, A_k A_k^T + sigma^2 I) for every exit: shape (..., K) for y (..., T, 2)."""
+        """log N(x; m_k, A_k A_k^T + sigma^2 I) for every exit: shape (..., K) for x (..., T, 2)."""
         if not isinstance(y, Tensor) or tuple(y.shape[-2:]) != (self.steps, 2):
             given = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
             raise ValueError(f"y must have shape (..., {self.steps}, 2), got {given}")
@@ -117,20 +118,20 @@ class Junction:
         return self.components().log_prob(flat)
 
     def log_prob(self, y: Tensor, open_mask: Tensor) -> Tensor:
-        """Exact log p(y | x) = logsumexp_k [log p(k | x) + log N_k(y)] (eq. 10.1): shape (...)."""
+        """Exact log p(x | y) = logsumexp_k [log p(k | y) + log N_k(x)] (eq. 10.1): shape (...)."""
         return torch.logsumexp(self.mode_log_probs(open_mask) + self.component_log_probs(y), -1)
 
     def responsibilities(self, y: Tensor, open_mask: Tensor) -> Tensor:
-        """p(k | x, y), the posterior probability that y went to exit k: shape (..., K)."""
+        """p(k | x, y), the posterior probability that x went to exit k: shape (..., K)."""
         joint = self.mode_log_probs(open_mask) + self.component_log_probs(y)
         return torch.softmax(joint, -1)
 
     def classify(self, y: Tensor) -> Tensor:
-        """The exit whose Gaussian explains y best (all exits, equal weights): shape (...)."""
+        """The exit whose Gaussian explains x best (all exits, equal weights): shape (...)."""
         return self.component_log_probs(y).argmax(-1)
 
     def step_log_prob(self, y: Tensor, open_mask: Tensor) -> Tensor:
-        """Exact log p(y_t | x) of each position alone (a mixture of 2-D Gaussians): (..., T)."""
+        """Exact log p(x_t | y) of each position alone (a mixture of 2-D Gaussians): (..., T)."""
         mean, factors = self.paths()  # (K, T, 2), (K, T, 2, 2)
         cov = factors @ factors.transpose(-1, -2) + self.noise_sd**2 * torch.eye(2).double()
         step = MultivariateNormal(mean.transpose(0, 1), cov.transpose(0, 1))  # batch (T, K)
@@ -139,9 +140,9 @@ class Junction:
 
     def sample(self, open_mask: Tensor, n: int | None = None,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Exact draws from p(y | x): trajectories (n, ..., T, 2) and their exits (n, ...).
+        """Exact draws from p(x | y): trajectories (n, ..., T, 2) and their exits (n, ...).
 
-        Draw the exit k ~ p(k | x), then f ~ N(0, I_2) and eps, and return m_k + A_k f + sigma eps.
+        Draw the exit k ~ p(k | y), then f ~ N(0, I_2) and eps, and return m_k + A_k f + sigma eps.
         With ``n=None`` one draw per scene, without the leading dimension.
         """
         probs = self.mode_log_probs(open_mask).exp()

@@ -3,16 +3,21 @@
 Every forecaster has the same two methods, which the metrics call:
 
 * ``sample(images, n) -> (n, B, T, 2)``: n futures per image;
-* ``log_prob(images, y) -> (B,)``: log p(y | image) in nats per trajectory.
+* ``log_prob(images, y) -> (B,)``: log p(x | y) of the futures ``y`` given the images, in nats
+  per trajectory.
 
 :class:`Regressor` predicts one path and adds a Gaussian fitted to its residuals;
 :class:`CVAE` follows Walker et al. (2016): an image tower, an encoder tower q(z | x, y) used only
-in training and a decoder tower p(y | x, z); its samples use the prior network p(z | x), and its
-log p(y | x) is estimated by importance sampling with q as the proposal;
+in training and a decoder tower p(x | y, z); its samples use the prior network p(z | y), and its
+log p(x | y) is estimated by importance sampling with q as the proposal;
 :class:`TrueForecaster` reads the open exits off the image and uses the exact density (eq. 10.1).
 The CVAE implements the book's conditional model interface
 (:class:`vaecourse.estimators.ConditionalLatentVariableModel`) with x = the futures and the
 condition = the images; :mod:`vaecourse.recipes` trains both models.
+
+Notation as in the book (book/notation.md): x is the future, the modelled variable, and y the
+image, the condition. The arguments that hold futures are named ``y`` (``x`` in the interface
+above), and h = g(y) are the image features.
 """
 
 from __future__ import annotations
@@ -57,9 +62,9 @@ def split_batch(batch: tuple | list) -> tuple[Tensor, Tensor]:
 
 
 class Regressor(nn.Module):
-    """A deterministic path y = f(x), trained by squared error; then a Gaussian on its residuals.
+    """A deterministic path x = f(y), trained by squared error; then a Gaussian on its residuals.
 
-    After :meth:`fit_residuals`, p(y | x) = N(y; f(x), Sigma), so that the regressor has an NLL
+    After :meth:`fit_residuals`, p(x | y) = N(x; f(y), Sigma), so that the regressor has an NLL
     and samples. By default Sigma = s^2 I, the likelihood that squared error assumes, with s^2
     fitted by maximum likelihood; ``full=True`` fits a full covariance instead.
     """
@@ -84,7 +89,7 @@ class Regressor(nn.Module):
     @torch.no_grad()
     def fit_residuals(self, images: Tensor, y: Tensor, full: bool = False,
                       batch_size: int = 1000) -> None:
-        """Fit Sigma to the residuals r_i = y_i - f(x_i) by maximum likelihood around f.
+        """Fit Sigma to the residuals r_i = x_i - f(y_i) by maximum likelihood around f.
 
         Sigma = mean_i(|r_i|^2) / 2T * I (isotropic, the default) or mean_i r_i r_i^T (full).
         """
@@ -98,28 +103,28 @@ class Regressor(nn.Module):
             self.residual_cov = r.pow(2).mean() * torch.eye(r.shape[1], device=device)
 
     def density(self, images: Tensor) -> MultivariateNormal:
-        """N(f(x), Sigma) over flattened futures, batch shape (B,)."""
+        """N(f(y), Sigma) over flattened futures, batch shape (B,)."""
         return MultivariateNormal(self(images), self.residual_cov)
 
     @torch.no_grad()
     def sample(self, images: Tensor, n: int) -> Tensor:
-        """n draws of N(f(x), Sigma) per image: shape (n, B, T, 2)."""
+        """n draws of N(f(y), Sigma) per image: shape (n, B, T, 2)."""
         return self.density(images).sample((n,)).unflatten(-1, (self.steps, 2))
 
     @torch.no_grad()
     def log_prob(self, images: Tensor, y: Tensor) -> Tensor:
-        """log N(y; f(x), Sigma): shape (B,)."""
+        """log N(x; f(y), Sigma): shape (B,)."""
         return self.density(images).log_prob(y.flatten(-2))
 
 
 class CVAE(nn.Module):
-    """The conditional VAE of Walker et al. (2016) on flattened futures y (2T numbers).
+    """The conditional VAE of Walker et al. (2016) on flattened futures x (2T numbers).
 
-    * image tower h = g(x);
-    * prior network p(z | x) = N(mu_p(h), diag exp(logvar_p(h))), a learned prior (Sohn et al.);
-    * encoder tower q(z | x, y) = N(mu_q(h, y), diag exp(logvar_q(h, y))), used only in training
+    * image tower h = g(y);
+    * prior network p(z | y) = N(mu_p(h), diag exp(logvar_p(h))), a learned prior (Sohn et al.);
+    * encoder tower q(z | x, y) = N(mu_q(h, x), diag exp(logvar_q(h, x))), used only in training
       and as the importance sampler of :meth:`log_prob`;
-    * decoder tower p(y | x, z) = N(mu_d(h, z), diag exp(logvar_d)), logvar_d learned per
+    * decoder tower p(x | y, z) = N(mu_d(h, z), diag exp(logvar_d)), logvar_d learned per
       coordinate. Its first layer W [h; z] + b is written as (W_h h + b) + W_z z, so that the
       image's part is computed once for all samples of z.
     """
@@ -141,26 +146,26 @@ class CVAE(nn.Module):
         self.decoder_logvar = nn.Parameter(torch.full((2 * steps,), -6.0))
 
     def prior(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """(mu, logvar) of p(z | x) from image features h: each (B, latent)."""
+        """(mu, logvar) of p(z | y) from image features h: each (B, latent)."""
         mu, logvar = self.prior_net(h).chunk(2, -1)
         return mu, logvar
 
     def encode(self, h: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(mu, logvar) of q(z | x, y) from image features h and flattened futures y."""
+        """(mu, logvar) of q(z | x, y) from image features h and flattened futures ``y``."""
         mu, logvar = self.encoder(torch.cat([h, y], -1)).chunk(2, -1)
         return mu, logvar
 
     def decode(self, h: Tensor, z: Tensor) -> Tensor:
-        """The mean of p(y | x, z) for z of shape (..., B, latent): shape (..., B, 2T)."""
+        """The mean of p(x | y, z) for z of shape (..., B, latent): shape (..., B, 2T)."""
         return self.decoder(self.decoder_h(h) + self.decoder_z(z))
 
     def log_likelihood(self, y: Tensor, h: Tensor, z: Tensor) -> Tensor:
-        """log p(y | x, z) for flattened futures y (B, 2T) and z (..., B, latent): (..., B)."""
+        """log p(x | y, z) for flattened futures ``y`` (B, 2T) and z (..., B, latent): (..., B)."""
         mean = self.decode(h, z)
         return gaussian.log_normal_diag(y, mean, self.decoder_logvar.expand_as(mean))
 
     def elbo_terms(self, y: Tensor, images: Tensor) -> tuple[Tensor, Tensor]:
-        """-log p(y | x, z), z ~ q(z | x, y), and KL(q(z | x, y) || p(z | x)), each (B,)."""
+        """-log p(x | y, z), z ~ q(z | x, y), and KL(q(z | x, y) || p(z | y)), each (B,)."""
         h, y = self.tower(images), y.flatten(1)
         mu_q, logvar_q = self.encode(h, y)
         z = gaussian.reparameterize(mu_q, logvar_q)
@@ -173,7 +178,7 @@ class CVAE(nn.Module):
         return recon + kl
 
     def loss(self, batch: tuple | list) -> tuple[Tensor, dict[str, float]]:
-        """-ELBO = -log p(y | x, z) + KL(q(z | x, y) || p(z | x)), z ~ q; the batch mean."""
+        """-ELBO = -log p(x | y, z) + KL(q(z | x, y) || p(z | y)), z ~ q; the batch mean."""
         recon, kl = self.elbo_terms(batch[1], batch[0])
         loss = (recon + kl).mean()
         return loss, {"loss": loss.item(), "reconstruction": recon.mean().item(),
@@ -182,9 +187,9 @@ class CVAE(nn.Module):
     @torch.no_grad()
     def sample(self, images: Tensor, n: int, from_prior: bool = True,
                y: Tensor | None = None) -> Tensor:
-        """n futures per image, z ~ p(z | x) (or z ~ q(z | x, y) with ``from_prior=False``).
+        """n futures per image, z ~ p(z | y) (or z ~ q(z | x, y) with ``from_prior=False``).
 
-        Each future is a draw of p(y | x, z), noise included: shape (n, B, T, 2).
+        Each future is a draw of p(x | y, z), noise included: shape (n, B, T, 2).
         """
         h = self.tower(images)
         if from_prior:
@@ -200,15 +205,15 @@ class CVAE(nn.Module):
 
     @torch.no_grad()
     def log_weights(self, x: Tensor, k: int, condition: Tensor) -> Tensor:
-        """log w = log p(y | x, z) + log p(z | x) - log q(z | x, y), z ~ q, for futures
-        ``x`` = y (B, T, 2) and images ``condition`` = x: shape (B, k)."""
+        """log w = log p(x | y, z) + log p(z | y) - log q(z | x, y), z ~ q, for futures
+        ``x`` (B, T, 2) and images ``condition`` (the book's y): shape (B, k)."""
         h, y = self.tower(condition), x.flatten(-2)
         return estimators.gaussian_log_weights(lambda z: self.log_likelihood(y, h, z),
                                                self.prior(h), self.encode(h, y), k)
 
     @torch.no_grad()
     def log_prob(self, images: Tensor, y: Tensor, chunk: int = 500) -> Tensor:
-        """log p(y | x) ~ log mean_k w_k with k = ``eval_samples`` draws of q: shape (B,)."""
+        """log p(x | y) ~ log mean_k w_k with k = ``eval_samples`` draws of q: shape (B,)."""
         return estimators.log_marginal_estimate(lambda k: self.log_weights(y, k, images),
                                                 self.eval_samples, chunk)
 
@@ -222,12 +227,12 @@ class TrueForecaster(nn.Module):
 
     @torch.no_grad()
     def sample(self, images: Tensor, n: int) -> Tensor:
-        """n exact draws of p(y | x) per image: shape (n, B, T, 2)."""
+        """n exact draws of p(x | y) per image: shape (n, B, T, 2)."""
         y, _ = self.junction.sample(self.junction.read_open_exits(images.cpu()), n)
         return y.to(images.device)
 
     @torch.no_grad()
     def log_prob(self, images: Tensor, y: Tensor) -> Tensor:
-        """The exact log p(y | x): shape (B,)."""
+        """The exact log p(x | y): shape (B,)."""
         open_mask = self.junction.read_open_exits(images.cpu())
         return self.junction.log_prob(y.cpu(), open_mask).to(images.device)
