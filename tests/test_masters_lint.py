@@ -145,6 +145,52 @@ def test_declared_answer_map_names_real_cells(master):
     assert not unknown, f"{path}: the map names cells that are not tests: {sorted(unknown)}"
 
 
+KINDS = ("implement", "derive", "experiment", "written")
+# Problem sets whose question map (below) is required; a master that declares one is checked too.
+WITH_QUESTION_MAP = ("ps1_likelihood", "ps2_elbo", "ps3_vae", "ps4_colorization",
+                     "ps5_forecasting")
+
+
+def test_question_map_gives_every_question_a_kind_and_its_points(master):
+    """metadata.vaecourse.questions (book/instructors.md): question -> kind, points and cells.
+    Every graded cell belongs to exactly one question, a question's points are those of its
+    graded cells, written questions are markdown cells graded by hand, and each of the sets
+    above has autograded questions of the kinds `derive` and `experiment`."""
+    path, nb = master
+    questions = nb.metadata.get("vaecourse", {}).get("questions")
+    if questions is None:
+        assert path.stem not in WITH_QUESTION_MAP, f"{path}: metadata.vaecourse.questions " \
+                                                   "is missing"
+        return
+    cells = {nbgrader(c)["grade_id"]: c for c in nb.cells if "grade_id" in nbgrader(c)}
+    graded = {g for g, c in cells.items() if nbgrader(c).get("grade")}
+    claimed = [g for q in questions.values() for g in q["cells"]]
+    assert sorted(claimed) == sorted(set(claimed)), f"{path}: a cell is in two questions"
+    assert graded <= set(claimed), f"{path}: graded cells in no question: " \
+                                   f"{sorted(graded - set(claimed))}"
+    for name, q in questions.items():
+        assert q["kind"] in KINDS, f"{path}, {name}: kind should be one of {KINDS}, " \
+                                   f"got {q['kind']!r}"
+        unknown = [g for g in q["cells"] if g not in cells]
+        assert not unknown, f"{path}, {name}: no such cells {unknown}"
+        points = sum(nbgrader(cells[g])["points"] for g in q["cells"] if g in graded)
+        assert q["points"] == points > 0, f"{path}, {name}: declares {q['points']} points, " \
+                                          f"its graded cells carry {points}"
+        tests = [g for g in q["cells"] if g in graded and cells[g].cell_type == "code"]
+        if q["kind"] == "written":
+            assert not tests and all(cells[g].cell_type == "markdown" for g in q["cells"]), \
+                f"{path}, {name}: a written question is a markdown answer graded by hand"
+        else:
+            assert tests, f"{path}, {name}: an autograded question ({q['kind']}) needs a test cell"
+        if q["kind"] in ("derive", "experiment"):
+            assert all("### BEGIN HIDDEN TESTS" in cells[g].source for g in tests), \
+                f"{path}, {name}: a {q['kind']} question is checked by hidden tests"
+    if path.stem in WITH_QUESTION_MAP:
+        kinds = {q["kind"] for q in questions.values()}
+        assert {"derive", "experiment"} <= kinds, f"{path}: needs derive and experiment " \
+                                                  f"questions, has {sorted(kinds)}"
+
+
 def test_hidden_probe_and_check_are_well_formed(master):
     """A hidden section that defines ``probe`` (the grader's probe/check form, see
     book/instructors.md) has exactly the shape the grader reads; ps0 is written that way."""
