@@ -202,3 +202,19 @@ def test_hidden_probe_and_check_are_well_formed(master):
             assert "def probe(" not in hidden.check, f"{path}: the check must not hold the probe"
     if path.name == "ps0_warmup.ipynb":
         assert all("def probe(" in c.source for c in graded_code_cells(nb))
+
+
+def test_instructors_table_states_the_masters_points():
+    """The table of book/instructors.md states each set's total and autograded points as its
+    master's question map has them."""
+    table = (ROOT / "book" / "instructors.md").read_text()
+    rows = dict(re.findall(r"^\| `(ps\d_\w+)` \|[^|]*\| (\d+ \(\d+ autograded\)) \|", table, re.M))
+    for path in MASTERS:
+        questions = nbformat.read(path, as_version=4).metadata["vaecourse"].get("questions")
+        if questions is None:
+            continue
+        total = sum(q["points"] for q in questions.values())
+        auto = sum(q["points"] for q in questions.values() if q["kind"] != "written")
+        assert rows.get(path.stem) == f"{total} ({auto} autograded)", (
+            f"book/instructors.md states {rows.get(path.stem)!r} for {path.stem}, its master "
+            f"has {total} ({auto} autograded)")
