@@ -145,6 +145,52 @@ def test_declared_answer_map_names_real_cells(master):
     assert not unknown, f"{path}: the map names cells that are not tests: {sorted(unknown)}"
 
 
+KINDS = ("implement", "derive", "experiment", "written")
+# Problem sets whose question map (below) is required; a master that declares one is checked too.
+WITH_QUESTION_MAP = ("ps1_likelihood", "ps2_elbo", "ps3_vae", "ps4_colorization",
+                     "ps5_forecasting")
+
+
+def test_question_map_gives_every_question_a_kind_and_its_points(master):
+    """metadata.vaecourse.questions (book/instructors.md): question -> kind, points and cells.
+    Every graded cell belongs to exactly one question, a question's points are those of its
+    graded cells, written questions are markdown cells graded by hand, and each of the sets
+    above has autograded questions of the kinds `derive` and `experiment`."""
+    path, nb = master
+    questions = nb.metadata.get("vaecourse", {}).get("questions")
+    if questions is None:
+        assert path.stem not in WITH_QUESTION_MAP, f"{path}: metadata.vaecourse.questions " \
+                                                   "is missing"
+        return
+    cells = {nbgrader(c)["grade_id"]: c for c in nb.cells if "grade_id" in nbgrader(c)}
+    graded = {g for g, c in cells.items() if nbgrader(c).get("grade")}
+    claimed = [g for q in questions.values() for g in q["cells"]]
+    assert sorted(claimed) == sorted(set(claimed)), f"{path}: a cell is in two questions"
+    assert graded <= set(claimed), f"{path}: graded cells in no question: " \
+                                   f"{sorted(graded - set(claimed))}"
+    for name, q in questions.items():
+        assert q["kind"] in KINDS, f"{path}, {name}: kind should be one of {KINDS}, " \
+                                   f"got {q['kind']!r}"
+        unknown = [g for g in q["cells"] if g not in cells]
+        assert not unknown, f"{path}, {name}: no such cells {unknown}"
+        points = sum(nbgrader(cells[g])["points"] for g in q["cells"] if g in graded)
+        assert q["points"] == points > 0, f"{path}, {name}: declares {q['points']} points, " \
+                                          f"its graded cells carry {points}"
+        tests = [g for g in q["cells"] if g in graded and cells[g].cell_type == "code"]
+        if q["kind"] == "written":
+            assert not tests and all(cells[g].cell_type == "markdown" for g in q["cells"]), \
+                f"{path}, {name}: a written question is a markdown answer graded by hand"
+        else:
+            assert tests, f"{path}, {name}: an autograded question ({q['kind']}) needs a test cell"
+        if q["kind"] in ("derive", "experiment"):
+            assert all("### BEGIN HIDDEN TESTS" in cells[g].source for g in tests), \
+                f"{path}, {name}: a {q['kind']} question is checked by hidden tests"
+    if path.stem in WITH_QUESTION_MAP:
+        kinds = {q["kind"] for q in questions.values()}
+        assert {"derive", "experiment"} <= kinds, f"{path}: needs derive and experiment " \
+                                                  f"questions, has {sorted(kinds)}"
+
+
 def test_hidden_probe_and_check_are_well_formed(master):
     """A hidden section that defines ``probe`` (the grader's probe/check form, see
     book/instructors.md) has exactly the shape the grader reads; ps0 is written that way."""
@@ -156,3 +202,19 @@ def test_hidden_probe_and_check_are_well_formed(master):
             assert "def probe(" not in hidden.check, f"{path}: the check must not hold the probe"
     if path.name == "ps0_warmup.ipynb":
         assert all("def probe(" in c.source for c in graded_code_cells(nb))
+
+
+def test_instructors_table_states_the_masters_points():
+    """The table of book/instructors.md states each set's total and autograded points as its
+    master's question map has them."""
+    table = (ROOT / "book" / "instructors.md").read_text()
+    rows = dict(re.findall(r"^\| `(ps\d_\w+)` \|[^|]*\| (\d+ \(\d+ autograded\)) \|", table, re.M))
+    for path in MASTERS:
+        questions = nbformat.read(path, as_version=4).metadata["vaecourse"].get("questions")
+        if questions is None:
+            continue
+        total = sum(q["points"] for q in questions.values())
+        auto = sum(q["points"] for q in questions.values() if q["kind"] != "written")
+        assert rows.get(path.stem) == f"{total} ({auto} autograded)", (
+            f"book/instructors.md states {rows.get(path.stem)!r} for {path.stem}, its master "
+            f"has {total} ({auto} autograded)")
