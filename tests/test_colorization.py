@@ -90,6 +90,32 @@ def test_natural_test_patches_come_from_the_right_quarter():
     assert len(cols) >= 1 and cols.min() >= cut
 
 
+def test_hue_rotated_turns_each_field_by_a_random_quarter_turn():
+    patches = data.natural_patches(400, 8, "train", seed=0)
+    turned = data.hue_rotated(patches, seed=3)
+    assert turned.source == "rotated" and torch.equal(turned.L, patches.L)  # grey kept bit for bit
+    chroma = patches.ab.pow(2).sum(1).sqrt()
+    assert torch.allclose(turned.ab.pow(2).sum(1).sqrt(), chroma, atol=1e-3)  # chroma kept
+    a, b = patches.ab[:, 0], patches.ab[:, 1]
+    quarter_turns = torch.stack([patches.ab, torch.stack([-b, a], 1), -patches.ab,
+                                 torch.stack([b, -a], 1)])  # 0, 90, 180, 270 degrees
+    error = (quarter_turns - turned.ab).abs().amax(dim=(2, 3, 4))  # (4 turns, N)
+    assert torch.all(error.amin(0) < 1e-3)  # every field is one of its four quarter turns
+    counts = torch.bincount(error.argmin(0), minlength=4).double()
+    # each turn has probability 1/4: its count is Binomial(400, 1/4), s.e. sqrt(400 * 3/16)
+    assert torch.all((counts - 100).abs() < 5 * (400 * 3 / 16) ** 0.5), counts
+    assert torch.equal(data.hue_rotated(patches, seed=3).ab, turned.ab)  # seeded
+    with pytest.raises(ValueError, match="turns"):
+        data.hue_rotated(patches, seed=0, turns=1)
+
+
+def test_rotated_source_is_natural_patches_with_turned_hues():
+    train_set, test_set = data.load("rotated", 14, 7, 16, seed=0)
+    plain_train, plain_test = data.load("natural", 14, 7, 16, seed=0)
+    assert torch.equal(train_set.L, plain_train.L) and torch.equal(test_set.L, plain_test.L)
+    assert not torch.allclose(train_set.ab, plain_train.ab)
+
+
 def test_rgb_lab_round_trip_agrees_with_skimage():
     from skimage import color
 

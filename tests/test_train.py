@@ -182,3 +182,12 @@ def test_fit_and_evaluate_on_cuda():
     x = next(iter(binary_loader()))[0]
     out = metrics.evaluate_vae(model, x, samples=500)
     assert out["likelihood_gap"] > 0
+
+
+def test_late_fall_of_a_loss_curve():
+    assert train.late_fall([10.0, 8.0, 6.0, 4.0]) == pytest.approx(2.0)  # quarters of one epoch
+    # 8 epochs: third quarter (epochs 5, 6) mean 3.5, last quarter (7, 8) mean 3.0
+    assert train.late_fall([9, 7, 5, 4, 3.6, 3.4, 3.1, 2.9]) == pytest.approx(0.5)
+    assert train.late_fall([5.0] * 12) == 0.0  # flat
+    with pytest.raises(ValueError, match="at least 4 epochs"):
+        train.late_fall([3.0, 2.0, 1.0])

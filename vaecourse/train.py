@@ -145,6 +145,19 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
     return history
 
 
+def late_fall(losses: Sequence[float]) -> float:
+    """How much a loss curve still falls at its end: the mean of its third quarter minus the mean
+    of its last quarter (in the loss's units; near 0 or negative once the curve has flattened).
+
+    Chapter 9 calls a curve flat when this is below 1 nat or 1% of the last quarter's mean.
+    """
+    if len(losses) < 4:
+        raise ValueError(f"a loss curve needs at least 4 epochs to have quarters, got {len(losses)}")
+    q = len(losses) // 4
+    values = torch.tensor(list(losses), dtype=torch.float64)
+    return (values[-2 * q:-q].mean() - values[-q:].mean()).item()
+
+
 def kl_annealing(warmup_epochs: int, attribute: str = "beta") -> Callable[[int, nn.Module], None]:
     """A ``before_epoch`` hook raising ``model.<attribute>`` linearly from 1/warmup to 1."""
     if warmup_epochs < 1:
