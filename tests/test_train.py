@@ -191,3 +191,15 @@ def test_late_fall_of_a_loss_curve():
     assert train.late_fall([5.0] * 12) == 0.0  # flat
     with pytest.raises(ValueError, match="at least 4 epochs"):
         train.late_fall([3.0, 2.0, 1.0])
+
+
+def test_evaluating_a_test_loader_leaves_training_unchanged():
+    """The test epochs draw their own z ~ q (a VAE's loss samples): training must not see it."""
+    weights = []
+    for test_loader in (None, binary_loader()):
+        torch.manual_seed(0)
+        model = vae.VAE(latent=2, hidden=16)
+        train.fit(model, binary_loader(), epochs=2, test_loader=test_loader, progress=False,
+                  seed=3)
+        weights.append(torch.cat([w.detach().flatten() for w in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])

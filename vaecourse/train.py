@@ -124,7 +124,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
         raise ValueError("give either steps or optimizer (with loss_fn), not both")
     if seed is not None:
         config.seed_everything(seed)
-    device = config.device() if device is None else device
+    device = torch.device(config.device() if device is None else device)
     model.to(device)
     if steps is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer
@@ -137,8 +137,9 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
             if before_epoch is not None:
                 before_epoch(epoch, model)
             history["train"].append(run_epoch(model, train_loader, steps, device, True, bar))
-            if test_loader is not None:
-                history["test"].append(run_epoch(model, test_loader, steps, device, False))
+            if test_loader is not None:  # on a forked RNG: evaluating leaves training unchanged
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    history["test"].append(run_epoch(model, test_loader, steps, device, False))
     model.eval()
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, [s.optimizer for s in steps], history)
