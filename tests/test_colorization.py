@@ -90,6 +90,32 @@ def test_natural_test_patches_come_from_the_right_quarter():
     assert len(cols) >= 1 and cols.min() >= cut
 
 
+def test_hue_rotated_turns_each_field_by_a_random_quarter_turn():
+    patches = data.natural_patches(400, 8, "train", seed=0)
+    turned = data.hue_rotated(patches, seed=3)
+    assert turned.source == "rotated" and torch.equal(turned.L, patches.L)  # grey kept bit for bit
+    chroma = patches.ab.pow(2).sum(1).sqrt()
+    assert torch.allclose(turned.ab.pow(2).sum(1).sqrt(), chroma, atol=1e-3)  # chroma kept
+    a, b = patches.ab[:, 0], patches.ab[:, 1]
+    quarter_turns = torch.stack([patches.ab, torch.stack([-b, a], 1), -patches.ab,
+                                 torch.stack([b, -a], 1)])  # 0, 90, 180, 270 degrees
+    error = (quarter_turns - turned.ab).abs().amax(dim=(2, 3, 4))  # (4 turns, N)
+    assert torch.all(error.amin(0) < 1e-3)  # every field is one of its four quarter turns
+    counts = torch.bincount(error.argmin(0), minlength=4).double()
+    # each turn has probability 1/4: its count is Binomial(400, 1/4), s.e. sqrt(400 * 3/16)
+    assert torch.all((counts - 100).abs() < 5 * (400 * 3 / 16) ** 0.5), counts
+    assert torch.equal(data.hue_rotated(patches, seed=3).ab, turned.ab)  # seeded
+    with pytest.raises(ValueError, match="turns"):
+        data.hue_rotated(patches, seed=0, turns=1)
+
+
+def test_rotated_source_is_natural_patches_with_turned_hues():
+    train_set, test_set = data.load("rotated", 14, 7, 16, seed=0)
+    plain_train, plain_test = data.load("natural", 14, 7, 16, seed=0)
+    assert torch.equal(train_set.L, plain_train.L) and torch.equal(test_set.L, plain_test.L)
+    assert not torch.allclose(train_set.ab, plain_train.ab)
+
+
 def test_rgb_lab_round_trip_agrees_with_skimage():
     from skimage import color
 
@@ -354,3 +380,53 @@ def test_cli_natural_in_process(capsys):
     assert KEYS <= set(results)
     assert results["data"] == "natural" and results["hue_coverage"] is None
     assert results["diversity"] == 0.0  # the regressor's colourings are all the same
+
+
+def test_chapter_states_every_setting_as_the_code_has_it():
+    """Chapter 9's table of settings must hold the values the recipes and models use."""
+    import inspect
+
+    import nbformat
+    from notebooks import ROOT
+
+    notebook = nbformat.read(ROOT / "book" / "09_colorization.ipynb", as_version=4)
+    text = " ".join(" ".join(c.source.split()) for c in notebook.cells if c.cell_type == "markdown")
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    def per_preset(field):
+        value = {name: getattr(config.PRESETS[name], field) for name in ("cpu", "smoke", "gpu")}
+        return f"{value['cpu']} under cpu (smoke {value['smoke']}, gpu {value['gpu']})"
+
+    bins = default(models.color_statistics, "bins")
+    edge = round(1.1 * models.AB_SCALE)  # ab_bin's range, checked below
+    assert models.ab_bin(torch.tensor([-1.2, 1.2]).view(1, 2, 1, 1), bins).item() == bins - 1
+    assert models.ab_bin(torch.tensor([-1.09, -1.1]).view(1, 2, 1, 1), bins).item() == 0
+    rows = {
+        "training images (`color_images`)": per_preset("color_images"),
+        "image side in pixels (`image_size`)": per_preset("image_size"),
+        "epochs of each network (`color_epochs`)": per_preset("color_epochs"),
+        "first-layer width (`color_width`)": per_preset("color_width"),
+        "optimizer": f"Adam, learning rate `lr` = {default(train.fit, 'lr')}, batches of "
+                     f"`COLOR_BATCH` = {recipes.COLOR_BATCH} images",
+        "latent size of the CVAE and the VAE (`latent`)": default(recipes.colorization, "latent"),
+        "CVAE decoder standard deviation (`sigma`)": default(models.ColorCVAE, "sigma"),
+        r"weight of $L_{\text{mah}}$ (`lambda_mah`)": default(models.ColorVAE, "lambda_mah"),
+        r"weight of $L_{\text{grad}}$ (`lambda_grad`)": default(models.ColorVAE, "lambda_grad"),
+        "final KL weight of the VAE (`beta_max`)": default(models.ColorVAE, "beta_max"),
+        r"ab bins of $L_{\text{hist}}$ (`bins`)": f"{bins} x {bins} over $[-{edge}, {edge}]^2$",
+        r"rebalancing mix $\lambda$ of $L_{\text{hist}}$ (`mix`)":
+            default(models.color_statistics, "mix"),
+        r"principal components of $L_{\text{mah}}$ (`k`)": default(models.color_statistics, "k"),
+        "MDN components (`components`)": default(models.MDN, "components"),
+        "MDN standard deviation (`sigma`)": default(models.MDN, "sigma"),
+        "hue turns of the turned patches (`HUE_TURNS`)":
+            f"{data.HUE_TURNS} (multiples of {360 // data.HUE_TURNS}°)",
+        "vivid pixels of the ablation (`SATURATED_QUANTILE`)":
+            f"a true chroma above the {recipes.SATURATED_QUANTILE} quantile of the training pixels",
+    }
+    for name, value in rows.items():
+        assert f"| {name} | {value} |" in text, f"chapter 9 should state: | {name} | {value} |"
+    assert (recipes.color_sets(TINY, "synthetic")[1].L.shape[0] == 32
+            and "| test images | a tenth of the training images, at least 32 |" in text)

@@ -3,8 +3,8 @@
 import math
 
 import numpy as np
-import scipy.stats
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
@@ -192,3 +192,24 @@ def test_seed_difference_is_over_seeds_or_over_examples_for_one_seed():
     assert (mean, se) == pytest.approx((2.0, scipy.stats.sem([1.0, 3.0])))
     with pytest.raises(ValueError, match=r"same shape \(seeds, N\)"):
         metrics.seed_difference(a, b[:2])
+
+
+def test_colour_field_errors_by_hand():
+    g = torch.Generator().manual_seed(0)
+    target = 20 * torch.randn(3, 2, 6, 5, generator=g)
+    vivid = target.pow(2).sum(1, keepdim=True).sqrt() >= 25
+    offset = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # an error of length 5
+    pred = target + offset * vivid
+    errors = metrics.colour_field_errors(pred, target, saturated=25)
+    assert errors["saturated_error"] == pytest.approx(5.0, rel=1e-5)
+    assert errors["ab_error"] == pytest.approx(5.0 * vivid.double().mean().item(), rel=1e-5)
+    d = (pred - target).numpy()
+    dx, dy = np.diff(d, axis=3)[:, :, :-1, :], np.diff(d, axis=2)[:, :, :, :-1]
+    expected = np.sqrt((dx**2 + dy**2).sum(1)).mean()
+    assert errors["gradient_error"] == pytest.approx(expected, rel=1e-5)
+    shifted = metrics.colour_field_errors(target + offset, target, saturated=25)
+    assert shifted["gradient_error"] == pytest.approx(0.0, abs=1e-5)  # a constant shift: no edge
+    with pytest.raises(ValueError, match="shape"):
+        metrics.colour_field_errors(pred[:, :1], target[:, :1], saturated=25)
+    with pytest.raises(ValueError, match="saturated"):
+        metrics.colour_field_errors(pred, target, saturated=1e6)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,6 +37,7 @@ CVAE_MODELS = ("cvae", "baseline")  # chapter 8: the conditional VAE and the det
 COLORIZERS = ("regressor", "cvae", "mdn")  # chapter 9
 FORECASTERS = ("regressor", "cvae")  # chapter 10
 COLOR_BATCH = 32  # images per batch of the colorizers (chapter 9)
+SATURATED_QUANTILE = 0.9  # chapter 9: pixels above this quantile of the training chroma are vivid
 
 Value = float | int | str | tuple | None
 
@@ -313,7 +315,9 @@ def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "syn
     Width ``color_width``, ``epochs`` default ``color_epochs``, Adam (lr 1e-3), batches of
     :data:`COLOR_BATCH`. ``"mdn"`` trains the :class:`ColorVAE` (decoder-loss ``terms``; KL
     weight raised linearly to ``beta_max`` over the first half of the epochs) and then the
-    :class:`MDN` on its codes, each for ``epochs``. Metrics:
+    :class:`MDN` on its codes, each for ``epochs``. The history holds the per-epoch training
+    and test losses (``"train"``, ``"test"``; for ``"mdn"`` also ``"mdn_train"``,
+    ``"mdn_test"``). Metrics:
     :func:`vaecourse.metrics.evaluate_colorizer` with ``samples`` colourings per test image
     (``hue_coverage`` None off the synthetic set).
     """
@@ -322,7 +326,9 @@ def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "syn
     train_set, test_set = color_sets(preset, data, seed)
     epochs = resolve_epochs(epochs, preset.color_epochs)
     batches = color_models.loader(train_set.L, train_set.ab, batch_size=COLOR_BATCH, seed=seed)
-    options = {"epochs": epochs, "device": device, "progress": progress}
+    test_batches = color_models.loader(test_set.L, test_set.ab, batch_size=COLOR_BATCH, seed=seed)
+    options = {"epochs": epochs, "device": device, "progress": progress,
+               "test_loader": test_batches}
     if model == "regressor":
         net: nn.Module = color_models.Regressor(preset.color_width)
         history, seconds = timed_fit(net, batches, **options)
@@ -337,19 +343,39 @@ def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "syn
         mdn = color_models.MDN(latent, preset.color_width)
         codes = color_models.loader(train_set.L, color_models.vae_codes(color_vae, train_set),
                                     batch_size=COLOR_BATCH, seed=seed)
-        mdn_history, mdn_seconds = timed_fit(mdn, codes, **options)
-        history = {**history, "mdn_train": mdn_history["train"]}
+        test_codes = color_models.loader(test_set.L, color_models.vae_codes(color_vae, test_set),
+                                         batch_size=COLOR_BATCH, seed=seed)
+        mdn_history, mdn_seconds = timed_fit(mdn, codes, **{**options, "test_loader": test_codes})
+        history = {**history, "mdn_train": mdn_history["train"], "mdn_test": mdn_history["test"]}
         seconds += mdn_seconds
         net = color_models.DiverseColorizer(color_vae, mdn)
     results: dict[str, Value] = {}
     if evaluate:
         results = {"hue_coverage": None, **metrics.evaluate_colorizer(net, test_set, samples)}
+        if model == "mdn":
+            results.update(vae_reconstruction(net.vae, train_set, test_set))
     provenance = described(preset, device, seed, "colorization", model=model, data=data,
                            image_size=preset.image_size, train_images=len(train_set),
                            test_images=len(test_set), epochs=epochs, width=preset.color_width,
                            latent=None if model == "regressor" else latent,
                            terms=tuple(terms) if model == "mdn" else None, samples=samples)
     return Run(net.eval(), history, results, seconds, provenance, test_set)
+
+
+@torch.no_grad()
+def vae_reconstruction(vae: color_models.ColorVAE, train_set: color_data.ColorData,
+                       test_set: color_data.ColorData) -> dict[str, float]:
+    """``vae_``-prefixed :func:`vaecourse.metrics.colour_field_errors` of the VAE's test
+    reconstructions (z = the mean of q(z | ab, L)); vivid pixels: a true chroma of at least the
+    :data:`SATURATED_QUANTILE` quantile of the training pixels' chroma."""
+    device = config.module_device(vae)
+    codes = color_models.vae_codes(vae, test_set)
+    pred = torch.cat([vae.decode(z.to(device), L.to(device)).cpu()
+                      for z, L in zip(codes.split(256), test_set.L.split(256), strict=True)])
+    chroma = train_set.ab.pow(2).sum(1).sqrt().flatten().numpy()
+    saturated = float(np.quantile(chroma, SATURATED_QUANTILE))
+    errors = metrics.colour_field_errors(pred, test_set.ab, saturated)
+    return {f"vae_{k}": v for k, v in errors.items()}
 
 
 # ---------------------------------------------------------------------------------------------

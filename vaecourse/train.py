@@ -153,7 +153,8 @@ def late_fall(losses: Sequence[float]) -> float:
     Chapter 9 calls a curve flat when this is below 1 nat or 1% of the last quarter's mean.
     """
     if len(losses) < 4:
-        raise ValueError(f"a loss curve needs at least 4 epochs to have quarters, got {len(losses)}")
+        raise ValueError(f"a loss curve needs at least 4 epochs to have quarters, "
+                         f"got {len(losses)}")
     q = len(losses) // 4
     values = torch.tensor(list(losses), dtype=torch.float64)
     return (values[-2 * q:-q].mean() - values[-q:].mean()).item()

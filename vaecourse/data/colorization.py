@@ -13,6 +13,9 @@ model sees, the two chroma channels ``ab`` are what it predicts. Both are float3
   scikit-learn and matplotlib (:data:`PHOTOS`; no network). Each photo is rescaled so that its
   short side is ``4 * size`` pixels; training patches come from its left three quarters, test
   patches from its right quarter, so no test pixel is ever seen in training.
+* :func:`hue_rotated`: natural patches whose ab field is turned by a random multiple of 90°
+  (source ``"rotated"``): the textures, edges and saturations of photographs with a hue that,
+  by construction, the grey image cannot predict.
 * :func:`lfw_faces` (optional, the larger set): the colour photos of Labeled Faces in the Wild
   (Huang et al. 2007; Deshpande et al. 2017 colorize them too), one archive fetched with pooch
   and checked against its SHA-256 (:mod:`vaecourse.data.download`). The
@@ -45,7 +48,8 @@ CHROMA = 35.0  # |ab| of every hue: inside the sRGB gamut for L* in OBJECT_L
 OBJECT_L = (68.0, 78.0)  # lightness range of the shaded object (the same for every hue)
 BACKGROUND_L = (15.0, 50.0)  # lightness range of the neutral (ab = 0) background
 SHAPES = ("disk", "square", "diamond")
-SOURCES = ("synthetic", "natural", "lfw")
+SOURCES = ("synthetic", "natural", "rotated", "lfw")
+HUE_TURNS = 4  # hue_rotated turns each ab field by a multiple of 360 / HUE_TURNS degrees
 HUE_STREAM = 1_000_003  # offset of the hue seed from the geometry seed
 
 
@@ -59,7 +63,7 @@ class ColorData:
 
     L: Tensor
     ab: Tensor
-    source: str  # "synthetic", "natural" or "lfw"
+    source: str  # one of SOURCES
     hue: Tensor | None = None
     mask: Tensor | None = None
 
@@ -231,6 +235,25 @@ def natural_patches(n: int, size: int, split: str = "train", seed: int = 0) -> C
     return ColorData(L=lab[:, :1].contiguous(), ab=lab[:, 1:].contiguous(), source="natural")
 
 
+def hue_rotated(data: ColorData, seed: int, turns: int = HUE_TURNS) -> ColorData:
+    """Each image's ab field turned in the ab plane by a random multiple of 360° / ``turns``.
+
+    The turn of each image is drawn (seeded) independently of the image, and ``L`` is kept bit
+    for bit, so the grey image tells nothing about which turn was taken: every texture comes
+    in ``turns`` equally likely hues, with the chroma, edges and rare saturated colours of the
+    photograph. The turns sum to zero, so E[ab | L] = 0: the best L2 prediction is grey.
+    (A turned colour can leave the sRGB gamut; :func:`lab_to_rgb` clips it for display.)
+    """
+    if not isinstance(turns, int) or turns < 2:
+        raise ValueError(f"turns must be an int >= 2, got {turns!r}")
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.randint(turns, (len(data),), generator=g).double() * (2 * math.pi / turns)
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    a, b = data.ab[:, 0].double(), data.ab[:, 1].double()
+    ab = torch.stack([cos * a - sin * b, sin * a + cos * b], dim=1).float()
+    return ColorData(L=data.L, ab=ab, source="rotated")
+
+
 # Labeled Faces in the Wild: scikit-learn's mirror of the archive, then the original.
 LFW_FILE = "lfw.tgz"
 LFW_SHA256 = "055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0"
@@ -320,6 +343,10 @@ def load(source: str, n_train: int, n_test: int, size: int, seed: int = 0
     if source == "natural":
         return (natural_patches(n_train, size, "train", seed),
                 natural_patches(n_test, size, "test", seed + 1))
+    if source == "rotated":
+        return (hue_rotated(natural_patches(n_train, size, "train", seed), seed + HUE_STREAM),
+                hue_rotated(natural_patches(n_test, size, "test", seed + 1),
+                            seed + 1 + HUE_STREAM))
     if source == "lfw":
         members = lfw_members()
         n_train, n_test = min(n_train, len(members["train"])), min(n_test, len(members["test"]))
