@@ -55,7 +55,8 @@ def differences(runs: dict[str, list[dict]], base: str = "VAE, latent 20") -> li
     the seeds of the per-seed differences (the same test digits in both runs of a seed)."""
     lines = []
     for name in ("IWAE k=5, latent 20", "annealed, latent 20", "free bits 0.5, latent 20"):
-        d = {k: metrics.over_seeds([a[k] - b[k] for a, b in zip(runs[name], runs[base], strict=True)])
+        pairs = list(zip(runs[name], runs[base], strict=True))
+        d = {k: metrics.over_seeds([a[k] - b[k] for a, b in pairs])
              for k in ("test_log_likelihood", "active_units")}
         lines.append(f"- {name} minus {base}: L_K {cell(d['test_log_likelihood'])} nats, "
                      f"active units {cell(d['active_units'], 1)}")
