@@ -12,6 +12,15 @@ from notebooks import ROOT
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py")
 
 
+def run_smoke(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/<script>`` under the smoke preset with ``args``; it must succeed."""
+    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", "--preset", "smoke", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_benchmark_prints_a_table_under_smoke(script):
@@ -26,11 +35,7 @@ def test_benchmark_prints_a_table_under_smoke(script):
 
 @pytest.mark.slow
 def test_vae_benchmark_over_two_seeds_reports_standard_errors():
-    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
-    done = subprocess.run([sys.executable, "benchmarks/vae_mnist.py", "--preset", "smoke",
-                           "--seeds", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_smoke("vae_mnist.py", "--seeds", "2")
     assert "seeds [0, 1]" in done.stdout
     rows = [line for line in done.stdout.splitlines() if line.startswith("| VAE, latent 20")]
     assert len(rows) == 1 and rows[0].count("±") == 5, rows  # every figure but the epochs
@@ -54,11 +59,7 @@ def test_over_seeds_and_cells_of_the_benchmark_tables():
 
 
 def test_forecasting_benchmark_reports_mean_and_standard_error_over_seeds():
-    env = {**os.environ, "VAECOURSE_PRESET": "smoke"}
-    done = subprocess.run([sys.executable, "benchmarks/forecasting.py", "--preset", "smoke",
-                           "--seeds", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_smoke("forecasting.py", "--seeds", "2")
     assert "preset: smoke" in done.stdout and "seeds: [0, 1]" in done.stdout, done.stdout[:300]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| regressor")
             or line.startswith("| cvae")]
