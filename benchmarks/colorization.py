@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import time
 
-import torch
-from common import markdown_table, parser
+from common import cell, markdown_table, over_seeds, parser
 
-from vaecourse import config, metrics, recipes
+from vaecourse import config, recipes
 from vaecourse.data.colorization import SOURCES as DATASETS
 
 MODELS = recipes.COLORIZERS
@@ -32,14 +31,6 @@ FIGURES = ("train_seconds", "best_of_1_error", "best_of_5_error", "best_of_10_er
 def run(model: str, dataset: str, preset: config.Preset, seed: int) -> dict:
     """Train and evaluate one colorizer exactly as the command line does."""
     return recipes.colorization(preset, model=model, data=dataset, seed=seed).summary()
-
-
-def over_seeds(runs: list[dict]) -> dict[str, tuple[float, float] | None]:
-    """Each figure of :data:`FIGURES` as (mean, standard error) over the runs (None where a
-    figure does not apply, e.g. hue coverage off the synthetic set; s.e. nan for one run)."""
-    return {k: None if runs[0][k] is None
-            else metrics.mean_and_se(torch.tensor([r[k] for r in runs], dtype=torch.float64))
-            for k in FIGURES}
 
 
 def targets(rows: dict[tuple[str, str], dict]) -> list[str]:
@@ -72,9 +63,6 @@ def table(rows: dict[tuple[str, str], dict], seeds: int) -> str:
     header = ["data", "model", "train images", "seeds", "train s", "best of 1", "best of 5",
               "best of 10", "diversity", "chroma ratio", "hue coverage"]
 
-    def cell(value: tuple[float, float] | None, digits: int) -> str:
-        return "" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
-
     lines = [[dataset, model, str(r["train_images"]), str(seeds), cell(r["train_seconds"], 0),
               *(cell(r[k], 2) for k in FIGURES[1:])] for (model, dataset), r in rows.items()]
     return markdown_table(header, lines)
@@ -96,7 +84,7 @@ def main() -> None:
     for d in args.data:
         for m in MODELS:
             runs = [run(m, d, p, args.seed + s) for s in range(args.seeds)]
-            rows[(m, d)] = {"train_images": runs[0]["train_images"], **over_seeds(runs)}
+            rows[(m, d)] = {"train_images": runs[0]["train_images"], **over_seeds(runs, FIGURES)}
     wall = time.perf_counter() - start
     print(f"machine: {config.machine()}  \npreset: {p.name} ({p.color_images} training images of "
           f"{p.image_size}x{p.image_size}, {p.color_epochs} epochs, width {p.color_width}) on "

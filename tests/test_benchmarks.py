@@ -105,7 +105,7 @@ def test_colorization_benchmark_averages_over_seeds():
         sys.path.remove(str(ROOT / "benchmarks"))
     runs = [dict.fromkeys(colorization.FIGURES, float(v)) | {"hue_coverage": None}
             for v in (1.0, 2.0, 6.0)]
-    summary = colorization.over_seeds(runs)
+    summary = colorization.over_seeds(runs, colorization.FIGURES)
     mean, se = summary["diversity"]
     assert mean == pytest.approx(3.0) and se == pytest.approx(np.std([1, 2, 6], ddof=1) / 3**0.5)
     assert summary["hue_coverage"] is None
