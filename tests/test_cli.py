@@ -36,8 +36,11 @@ def test_train_cvae_subprocess_prints_json_and_progress():
     results, progress = train_cli("cvae", "--given", "2", "--latent", "3")
     assert results["job"] == "cvae" and results["condition"] == "quadrants"
     assert results["given"] == 2 and results["latent"] == 3
-    assert results["epochs"] == SMOKE.vae_epochs and results["eval_size"] == SMOKE.eval_size
+    assert results["epochs"] == SMOKE.cvae_epochs and results["eval_size"] == SMOKE.eval_size
     assert results["eval_samples"] == recipes.cvae_samples(SMOKE)
+    assert results["train_digits"] + results["validation_digits"] == SMOKE.train_size
+    assert results["validation_digits"] == SMOKE.train_size // recipes.VALIDATION_SHARE
+    assert 1 <= results["best_epoch"] <= SMOKE.cvae_epochs
     assert "fit" in progress  # the progress bar goes to stderr
 
 
@@ -57,7 +60,7 @@ def test_seed_changes_the_run(capsys):
 def test_the_preset_is_passed_down_not_read_from_the_environment(monkeypatch, capsys):
     monkeypatch.setenv(config.ENV_VAR, "gpu")
     run = recipes.cvae(SMOKE, seed=0, evaluate=False, progress=False)
-    assert run.provenance["preset"] == "smoke" and len(run.history["train"]) == SMOKE.vae_epochs
+    assert run.provenance["preset"] == "smoke" and len(run.history["train"]) == SMOKE.cvae_epochs
     assert len(run.test) == SMOKE.test_size
     assert main(["train", "cvae", "--preset", "smoke", "--model", "baseline"]) == 0
     assert last_json(capsys)["preset"] == "smoke"

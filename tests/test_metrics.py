@@ -194,6 +194,14 @@ def test_seed_difference_is_over_seeds_or_over_examples_for_one_seed():
         metrics.seed_difference(a, b[:2])
 
 
+def test_seed_mean_is_over_seeds_or_over_examples_for_one_seed():
+    values = torch.tensor([[1.0, 3.0], [2.0, 6.0], [0.0, 4.0]])
+    assert metrics.seed_mean(values) == pytest.approx((8 / 3, scipy.stats.sem([2.0, 4.0, 2.0])))
+    assert metrics.seed_mean(values[1:2]) == pytest.approx((4.0, scipy.stats.sem([2.0, 6.0])))
+    with pytest.raises(ValueError, match=r"shape \(seeds, N\), got \(2,\)"):
+        metrics.seed_mean(values[0])
+
+
 def test_colour_field_errors_by_hand():
     g = torch.Generator().manual_seed(0)
     target = 20 * torch.randn(3, 2, 6, 5, generator=g)

@@ -203,3 +203,35 @@ def test_evaluating_a_test_loader_leaves_training_unchanged():
                   seed=3)
         weights.append(torch.cat([w.detach().flatten() for w in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
+
+
+def test_keep_best_ends_with_the_weights_of_the_lowest_validation_loss():
+    """Early stopping: training data y = x drives the weight from 0 to 1 while the validation
+    loss, with y = x / 2, is lowest half way, so the last epoch is not the best one."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 1)
+    train_loader = DataLoader(TensorDataset(x, x.squeeze(-1)), batch_size=256)
+    validation = DataLoader(TensorDataset(x, x.squeeze(-1) / 2), batch_size=256)
+
+    def model():
+        net = Regression()
+        net.linear = nn.Linear(1, 1, bias=False)
+        nn.init.zeros_(net.linear.weight)
+        return net
+
+    histories, weights = [], []
+    for keep_best in (False, True):
+        net = model()
+        histories.append(train.fit(net, train_loader, epochs=40, test_loader=validation,
+                                   optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
+                                   keep_best=keep_best, progress=False))
+        weights.append(net.linear.weight.item())
+    losses = [epoch["loss"] for epoch in histories[1]["test"]]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert 0 < best < len(losses) - 1, losses  # the test's premise: the best epoch is inside
+    assert histories[0] == histories[1]  # the same training either way
+    assert weights[0] > 0.8 and abs(weights[1] - 0.5) < 0.05, weights
+    assert train.run_epoch(net, validation, [train.Step(None, train.model_loss)], torch.device(
+        "cpu"), train=False)["loss"] == pytest.approx(losses[best], rel=1e-6)
+    with pytest.raises(ValueError, match="keep_best needs a test_loader"):
+        train.fit(model(), train_loader, epochs=1, keep_best=True, progress=False)

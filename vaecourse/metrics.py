@@ -110,15 +110,24 @@ def over_seeds(values: Sequence[float]) -> tuple[float, float]:
     return mean_and_se(torch.tensor([float(v) for v in values], dtype=torch.float64))
 
 
+def seed_mean(values: Tensor) -> tuple[float, float]:
+    """Per-example values (seeds, N) of models trained with different seeds on the same examples:
+    their mean, and the standard error over seeds of the per-seed means (with one seed, the
+    standard error over the N examples)."""
+    if not isinstance(values, Tensor) or values.dim() != 2:
+        raise ValueError(f"values must be a tensor of shape (seeds, N), got "
+                         f"{tuple(values.shape) if isinstance(values, Tensor) else values!r:.60}")
+    values = values.double()
+    return mean_and_se(values.mean(1) if len(values) > 1 else values[0])
+
+
 def seed_difference(a: Tensor, b: Tensor) -> tuple[float, float]:
     """The difference of two models' per-example values ``a - b``, each (seeds, N) on the same
-    examples: its mean, and the standard error over seeds of the per-seed mean differences (with
-    one seed, the paired standard error over the N examples)."""
+    examples: :func:`seed_mean` of ``a - b`` (paired per seed, or per example with one seed)."""
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"a and b must have the same shape (seeds, N), got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
-    diff = (a - b).double()
-    return mean_and_se(diff.mean(1) if len(diff) > 1 else diff[0])
+    return seed_mean(a - b)
 
 
 def pm(mean: float, se: float, digits: int = 2) -> str:

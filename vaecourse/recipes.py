@@ -37,6 +37,7 @@ CVAE_MODELS = ("cvae", "baseline")  # chapter 8: the conditional VAE and the det
 COLORIZERS = ("regressor", "cvae", "mdn")  # chapter 9
 FORECASTERS = ("regressor", "cvae")  # chapter 10
 COLOR_BATCH = 32  # images per batch of the colorizers (chapter 9)
+VALIDATION_SHARE = 10  # chapter 8: a tenth of the training digits picks the early-stopping epoch
 SATURATED_QUANTILE = 0.9  # chapter 9: pixels above this quantile of the training chroma are vivid
 
 Value = float | int | str | tuple | None
@@ -235,7 +236,11 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
     3: y shows that many quadrants of the digit, the likelihood counts the missing pixels only
     and the CVAE learns its prior network (Sohn et al.). ``model`` is ``"cvae"`` or the
     deterministic ``"baseline"``. The digits come from the embedded set, the preset's sizes,
-    binarized once (seeds ``seed`` and ``seed + 1``). Metrics on the preset's ``eval_size``
+    binarized once (seeds ``seed`` and ``seed + 1``). The last 1/:data:`VALIDATION_SHARE` of
+    the training digits is held out: the model trains on the rest for the preset's
+    ``cvae_epochs`` and keeps the weights of the epoch with the lowest validation loss (early
+    stopping: with 4,000 digits these models overfit; ``history["test"]`` is the validation
+    curve). Metrics on the preset's ``eval_size``
     test digits: ``test_nll`` = mean -log p(x | y) (the CVAE's by importance sampling with
     :func:`cvae_samples` samples) with its standard error; for the CVAE also the one-sample
     conditional ``test_elbo``, ``test_reconstruction`` and ``test_kl`` on all test digits.
@@ -260,10 +265,14 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
     else:
         net = cvae_models.BaselineNet(x_train.shape[1], y_train.shape[1], preset.hidden,
                                       output_mask=missing)
-    epochs = resolve_epochs(epochs, preset.vae_epochs)
-    history, seconds = timed_fit(net, shuffled(x_train, y_train, batch_size=preset.batch_size,
-                                               seed=seed),
-                                 epochs=epochs, device=device, progress=progress)
+    epochs = resolve_epochs(epochs, preset.cvae_epochs)
+    n_fit = len(x_train) - len(x_train) // VALIDATION_SHARE
+    validation = DataLoader(TensorDataset(x_train[n_fit:], y_train[n_fit:]),
+                            batch_size=preset.batch_size)
+    history, seconds = timed_fit(net, shuffled(x_train[:n_fit], y_train[:n_fit],
+                                               batch_size=preset.batch_size, seed=seed),
+                                 test_loader=validation, keep_best=True, epochs=epochs,
+                                 device=device, progress=progress)
     n_eval = len(x_test) if preset.eval_size is None else min(preset.eval_size, len(x_test))
     results: dict[str, Value] = {}
     samples = cvae_samples(preset) if model == "cvae" else None
@@ -281,10 +290,12 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
                 nll = net.nll(xe.to(device), ye.to(device)).cpu()
         mean, se = metrics.mean_and_se(nll)
         results = {"test_nll": mean, "test_nll_se": se, **results}
+    best = min(range(epochs), key=lambda e: history["test"][e]["loss"]) + 1
     provenance = described(preset, device, seed, "cvae", model=model,
                            condition="label" if given is None else "quadrants", given=given,
-                           data=data.source, train_digits=len(x_train), test_digits=len(x_test),
-                           epochs=epochs,
+                           data=data.source, train_digits=n_fit,
+                           validation_digits=len(x_train) - n_fit, test_digits=len(x_test),
+                           epochs=epochs, best_epoch=best,
                            latent=latent if model == "cvae" else None, eval_samples=samples,
                            eval_size=n_eval)
     return Run(net, history, results, seconds, provenance, TensorDataset(x_test, y_test))

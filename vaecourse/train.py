@@ -11,6 +11,8 @@ Wiring data to a model is the job of :mod:`vaecourse.recipes`.
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,19 +111,24 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
         lr: float = 1e-3, loss_fn: LossFn = model_loss, steps: Sequence[Step] | None = None,
         seed: int | None = None, device: torch.device | None = None,
         before_epoch: Callable[[int, nn.Module], None] | None = None,
-        checkpoint: str | Path | None = None, progress: bool = True) -> History:
+        checkpoint: str | Path | None = None, keep_best: bool = False,
+        progress: bool = True) -> History:
     """Train ``model`` for ``epochs`` epochs and return its history.
 
     Each batch takes the ``steps`` in order; without ``steps`` there is one: ``optimizer``
     (default Adam with ``lr``) on ``loss_fn`` (default the model's ``loss``). ``seed`` seeds
     every generator first (recipes seed once themselves and leave it None). Returns
     ``{"train": [...], "test": [...]}``, the per-epoch metric means, and saves a checkpoint
-    after the last epoch when ``checkpoint`` is a path.
+    after the last epoch when ``checkpoint`` is a path. ``keep_best`` is early stopping
+    (chapter 8): the model ends with the weights of the epoch whose ``test_loader`` loss was
+    lowest, so ``test_loader`` must then hold validation data, not the test set.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
     if steps is not None and optimizer is not None:
         raise ValueError("give either steps or optimizer (with loss_fn), not both")
+    if keep_best and test_loader is None:
+        raise ValueError("keep_best needs a test_loader of validation data to pick the best epoch")
     if seed is not None:
         config.seed_everything(seed)
     device = torch.device(config.device() if device is None else device)
@@ -131,6 +138,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
         steps = [Step(optimizer, loss_fn)]
     check_steps(steps)
     history: History = {"train": [], "test": []}
+    best_loss, best_state = math.inf, None
     total = epochs * len(train_loader) if hasattr(train_loader, "__len__") else None
     with tqdm(total=total, desc="fit", disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
@@ -140,6 +148,11 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
             if test_loader is not None:  # on a forked RNG: evaluating leaves training unchanged
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     history["test"].append(run_epoch(model, test_loader, steps, device, False))
+                if keep_best and history["test"][-1]["loss"] < best_loss:
+                    best_loss = history["test"][-1]["loss"]
+                    best_state = copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, [s.optimizer for s in steps], history)
