@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
-from notebooks import ROOT
+from notebooks import ROOT, without_solution_markers
 
 from vaecourse import grading
 from vaecourse.__main__ import main
@@ -49,9 +49,7 @@ def cell(nb, grade_id):
 
 def answer(grade_id):
     """The master's answer without nbgrader's solution markers, as a student would write it."""
-    lines = cell(MASTER, grade_id).source.splitlines()
-    return "\n".join(line for line in lines if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
+    return without_solution_markers(cell(MASTER, grade_id).source)
 
 
 def filled(*grade_ids, **sources):

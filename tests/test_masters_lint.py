@@ -146,9 +146,9 @@ def test_declared_answer_map_names_real_cells(master):
 
 
 KINDS = ("implement", "derive", "experiment", "written")
-# Problem sets whose question map (below) is required; a master that declares one is checked too.
-WITH_QUESTION_MAP = ("ps1_likelihood", "ps2_elbo", "ps3_vae", "ps4_colorization",
-                     "ps5_forecasting")
+# Problem sets that need autograded questions of the kinds `derive` and `experiment`.
+DERIVE_AND_EXPERIMENT = ("ps1_likelihood", "ps2_elbo", "ps3_vae", "ps4_colorization",
+                         "ps5_forecasting")
 
 
 def test_question_map_gives_every_question_a_kind_and_its_points(master):
@@ -158,10 +158,7 @@ def test_question_map_gives_every_question_a_kind_and_its_points(master):
     above has autograded questions of the kinds `derive` and `experiment`."""
     path, nb = master
     questions = nb.metadata.get("vaecourse", {}).get("questions")
-    if questions is None:
-        assert path.stem not in WITH_QUESTION_MAP, f"{path}: metadata.vaecourse.questions " \
-                                                   "is missing"
-        return
+    assert questions is not None, f"{path}: metadata.vaecourse.questions is missing"
     cells = {nbgrader(c)["grade_id"]: c for c in nb.cells if "grade_id" in nbgrader(c)}
     graded = {g for g, c in cells.items() if nbgrader(c).get("grade")}
     claimed = [g for q in questions.values() for g in q["cells"]]
@@ -185,7 +182,7 @@ def test_question_map_gives_every_question_a_kind_and_its_points(master):
         if q["kind"] in ("derive", "experiment"):
             assert all("### BEGIN HIDDEN TESTS" in cells[g].source for g in tests), \
                 f"{path}, {name}: a {q['kind']} question is checked by hidden tests"
-    if path.stem in WITH_QUESTION_MAP:
+    if path.stem in DERIVE_AND_EXPERIMENT:
         kinds = {q["kind"] for q in questions.values()}
         assert {"derive", "experiment"} <= kinds, f"{path}: needs derive and experiment " \
                                                   f"questions, has {sorted(kinds)}"
@@ -210,9 +207,7 @@ def test_instructors_table_states_the_masters_points():
     table = (ROOT / "book" / "instructors.md").read_text()
     rows = dict(re.findall(r"^\| `(ps\d_\w+)` \|[^|]*\| (\d+ \(\d+ autograded\)) \|", table, re.M))
     for path in MASTERS:
-        questions = nbformat.read(path, as_version=4).metadata["vaecourse"].get("questions")
-        if questions is None:
-            continue
+        questions = nbformat.read(path, as_version=4).metadata["vaecourse"]["questions"]
         total = sum(q["points"] for q in questions.values())
         auto = sum(q["points"] for q in questions.values() if q["kind"] != "written")
         assert rows.get(path.stem) == f"{total} ({auto} autograded)", (

@@ -1,6 +1,7 @@
 """The nbgrader round trip of every problem set, in a temporary course root with its own gradebook:
-the committed release is what the master generates, the master earns every autograded point and
-the unchanged release earns none."""
+the committed release is what the master generates, the master earns every autograded point, the
+unchanged release earns none, and a release with one answer earns the points of the tests that
+depend on that answer alone (partial credit)."""
 
 import filecmp
 import os
@@ -12,7 +13,7 @@ import pytest
 from conftest import BIN
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
-from notebooks import ROOT
+from notebooks import ROOT, without_solution_markers
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 
@@ -28,9 +29,34 @@ def nbgrader(course, *args) -> str:
     return log
 
 
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def master(ps: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "solutions" / ps / f"{ps}.ipynb", as_version=4)
+
+
+def first_answer(ps: str) -> str:
+    """The grade id of the master's first answer code cell (the cheapest to run alone: the
+    answers that train come later)."""
+    return next(grade_id(c) for c in master(ps).cells if c.cell_type == "code"
+                and c.metadata.get("nbgrader", {}).get("solution"))
+
+
+def partly_answered(ps: str) -> nbformat.NotebookNode:
+    """The committed release with the master's answer to its first answer cell only."""
+    release = nbformat.read(ROOT / "exercises" / ps / f"{ps}.ipynb", as_version=4)
+    answered = next(c for c in master(ps).cells if grade_id(c) == first_answer(ps))
+    target = next(c for c in release.cells if grade_id(c) == first_answer(ps))
+    target.source = without_solution_markers(answered.source)
+    return release
+
+
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
 def course(request, tmp_path_factory):
-    """A course root with the master, a regenerated release and two autograded submissions."""
+    """A course root with the master, a regenerated release and three autograded submissions:
+    the master, the unchanged release and the release with one answer."""
     ps = request.param
     course = tmp_path_factory.mktemp(ps)
     shutil.copy(ROOT / "nbgrader_config.py", course)
@@ -38,6 +64,8 @@ def course(request, tmp_path_factory):
     nbgrader(course, "generate_assignment", ps, "--force")
     for student, source in (("master", "solutions"), ("blank", "exercises")):
         shutil.copytree(ROOT / source / ps, course / "submitted" / student / ps)
+    (course / "submitted" / "partial" / ps).mkdir(parents=True)
+    nbformat.write(partly_answered(ps), course / "submitted" / "partial" / ps / f"{ps}.ipynb")
     nbgrader(course, "autograde", ps, "--force")
     return ps, course
 
@@ -70,6 +98,22 @@ def test_unchanged_release_scores_zero(course):
     ps, tmp = course
     score, _ = autograded_points(tmp, ps, "blank")
     assert score == 0, f"the unanswered {ps} release earns {score} points"
+
+
+def test_one_answer_earns_the_points_of_the_tests_it_alone_feeds(course):
+    """Partial credit: the tests that depend on the first answer only (the master's answer map,
+    metadata.vaecourse.answers) pass, every other test fails."""
+    ps, tmp = course
+    nb = master(ps)
+    answers = nb.metadata["vaecourse"]["answers"]
+    fed = {t for t in answers[first_answer(ps)]
+           if all(t not in tests for a, tests in answers.items() if a != first_answer(ps))}
+    expected = sum(c.metadata.nbgrader["points"] for c in nb.cells if grade_id(c) in fed)
+    score, max_score = autograded_points(tmp, ps, "partial")
+    assert 0 < expected < max_score, f"{ps}: the answer '{first_answer(ps)}' alone feeds tests " \
+                                     f"worth {expected} of {max_score} points"
+    assert score == expected, f"the {ps} release answering only '{first_answer(ps)}' earns " \
+                              f"{score} points, the tests it alone feeds ({sorted(fed)}) {expected}"
 
 
 @pytest.mark.parametrize("ps", ASSIGNMENTS)
