@@ -65,7 +65,7 @@ def test_the_preset_is_passed_down_not_read_from_the_environment(monkeypatch, ca
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "gan", "--preset", "smoke"], "invalid choice: 'gan'"),
+    (["train", "pixelcnn", "--preset", "smoke"], "invalid choice: 'pixelcnn'"),
     (["train", "vae", "--preset", "huge"], "invalid choice: 'huge'"),
     (["train", "vae", "--objective", "elbo"], "invalid choice: 'elbo'"),
     (["train", "vae", "--epochs", "0"], "expected an int >= 1, got 0"),

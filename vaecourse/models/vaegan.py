@@ -194,9 +194,18 @@ class VAEGAN(nn.Module):
         return losses.decoder, {"loss": losses.decoder.item()}
 
     def discriminator_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
-        """L_GAN on data, reconstructions and prior samples."""
-        losses = self.losses(batch)
-        return losses.discriminator, {"loss": losses.discriminator.item()}
+        """L_GAN on data, reconstructions and prior samples: the discriminator's loss of
+        :func:`vaegan_losses`, with the reconstructions and samples computed without gradients
+        (its gradient for the discriminator is the same; no backward pass through the encoder
+        and decoder)."""
+        x = gan.real_images(batch)
+        with torch.no_grad():
+            mu, logvar = self.encoder(x)
+            recon = self.decoder(gaussian.reparameterize(mu, logvar))
+            prior = self.decoder.sample(len(x))
+        loss = gan_loss(self.discriminator(x), self.discriminator(recon),
+                        self.discriminator(prior)).mean()
+        return loss, {"loss": loss.item()}
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
