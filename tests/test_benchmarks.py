@@ -109,3 +109,17 @@ def test_colorization_benchmark_averages_over_seeds():
     mean, se = summary["diversity"]
     assert mean == pytest.approx(3.0) and se == pytest.approx(np.std([1, 2, 6], ddof=1) / 3**0.5)
     assert summary["hue_coverage"] is None
+
+
+@pytest.mark.slow
+def test_beyond_benchmark_puts_the_models_side_by_side_over_seeds():
+    done = run_smoke("beyond.py", "--seeds", "2")
+    assert "seeds [0, 1]" in done.stdout and "MMD bandwidths (0.25," in done.stdout
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in done.stdout.splitlines() if line.startswith("| ")}
+    names = ("VAE", "GAN", "VAE/GAN", "VAE_Dis", "AAE, mixture prior", "AAE, swiss roll prior")
+    assert set(names) | {"test digits"} <= set(rows), done.stdout
+    assert all(" ± " in rows[n][3] and " ± " in rows[n][4] for n in names)  # sharpness, TV
+    assert rows["GAN"][5] == "" and " ± " in rows["GAN"][7]  # no encoder; inversion
+    assert " ± " in rows["VAE"][5] and rows["VAE"][8] == ""  # encoder; no adversarial prior
+    assert " ± " in rows["AAE, swiss roll prior"][8] and " ± " in rows["AAE, mixture prior"][9]

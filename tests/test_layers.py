@@ -55,6 +55,7 @@ LAYERS = {
     "benchmarks.colorization": 4,
     "benchmarks.forecasting": 4,
     "benchmarks.vae_mnist": 4,
+    "benchmarks.beyond": 4,
     "benchmarks.grading": 4,
 }
 

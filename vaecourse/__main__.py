@@ -89,6 +89,24 @@ OPTIONS: dict[str, list[tuple[str, dict]]] = {
         ("model", {"choices": recipes.FORECASTERS, "help": "forecaster"}),
         ("latent", {"type": count, "help": "CVAE latent dimension"}),
     ],
+    "gan": [
+        ("latent", {"type": count, "help": "dimension of the generator's z"}),
+    ],
+    "vaegan": [
+        ("similarity", {"choices": recipes.VAEGAN_SIMILARITIES,
+                        "help": "discriminator trained with the VAE (VAE/GAN) or a GAN's, "
+                                "trained first and frozen (VAE_Dis)"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
+        ("gamma", {"type": non_negative, "help": "weight of the feature likelihood in the "
+                                                 "decoder's loss"}),
+        ("layer", {"type": int, "choices": (1, 2), "help": "discriminator block of the "
+                                                            "features"}),
+    ],
+    "aae": [
+        ("prior", {"choices": recipes.AAE_PRIORS, "help": "prior of the 2-D codes"}),
+        ("supervised", {"action": argparse.BooleanOptionalAction,
+                        "help": "feed the label to the decoder"}),
+    ],
 }
 
 

@@ -57,6 +57,10 @@ class Preset:
     classifier_epochs: int  # training epochs of the digit classifier of chapter 6
     conv_epochs: int  # training epochs of chapter 6's convolutional VAE
     cvae_epochs: int  # training epochs of each model of chapter 8 (CVAE and its baseline)
+    gan_epochs: int  # training epochs of the GAN and the VAE/GAN of chapters 11-12
+    gan_width: int  # channels of the first layer of their networks (DCGAN's w)
+    aae_epochs: int  # training epochs of chapter 13's adversarial autoencoders
+    quality_samples: int  # samples whose sharpness and class histogram are measured (11-13)
 
 
 PRESETS: dict[str, Preset] = {
@@ -65,14 +69,16 @@ PRESETS: dict[str, Preset] = {
         test_size=100, epochs=1, batch_size=100, hidden=64, eval_samples=100, image_size=16,
         vae_epochs=2, eval_size=20, mnist_source="embedded", vae_arch="mlp",
         forecast_size=1000, color_images=128, color_epochs=1, color_width=4, ae_steps=500,
-        seeds=1, classifier_epochs=1, conv_epochs=1, cvae_epochs=2,
+        seeds=1, classifier_epochs=1, conv_epochs=1, cvae_epochs=2, gan_epochs=1, gan_width=8,
+        aae_epochs=1, quality_samples=500,
     ),
     "cpu": Preset(
         name="cpu", n_data=200, n_repeats=200, max_samples=10_000, train_size=None,
         test_size=None, epochs=30, batch_size=100, hidden=256, eval_samples=5000, image_size=32,
         vae_epochs=120, eval_size=200, mnist_source="embedded", vae_arch="mlp",
         forecast_size=6000, color_images=2000, color_epochs=48, color_width=8, ae_steps=2000,
-        seeds=1, classifier_epochs=20, conv_epochs=30, cvae_epochs=50,
+        seeds=1, classifier_epochs=20, conv_epochs=30, cvae_epochs=50, gan_epochs=20,
+        gan_width=16, aae_epochs=50, quality_samples=10_000,
     ),
     "gpu": Preset(
         name="gpu", n_data=500, n_repeats=1000, max_samples=100_000, train_size=None,
@@ -80,7 +86,8 @@ PRESETS: dict[str, Preset] = {
         vae_epochs=200, eval_size=None, mnist_source="auto", vae_arch="conv",
         forecast_size=50_000, color_images=40_000, color_epochs=60, color_width=32,
         ae_steps=10_000, seeds=3, classifier_epochs=20,
-        conv_epochs=100, cvae_epochs=100,
+        conv_epochs=100, cvae_epochs=100, gan_epochs=100, gan_width=64, aae_epochs=200,
+        quality_samples=10_000,
     ),
 }
 # The stored outputs of the book: the cpu preset with every seed-dependent result repeated over

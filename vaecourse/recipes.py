@@ -1,4 +1,4 @@
-"""One function per training job of the book: data -> model -> fit -> metrics (chapters 1, 6-10).
+"""One function per training job of the book: data -> model -> fit -> metrics (chapters 1, 6-13).
 
 Every recipe takes an explicit :class:`~vaecourse.config.Preset` (the sizes, epochs and widths
 of the job), a ``seed`` (every generator is seeded once, when the recipe starts), a ``device``
@@ -11,10 +11,12 @@ list each job's choices, so that the command line offers exactly what the recipe
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -23,14 +25,18 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from vaecourse import config, metrics, train
+from vaecourse import sample_quality as quality
 from vaecourse.data import colorization as color_data
 from vaecourse.data import mnist, trajectories
+from vaecourse.models import aae as aae_models
 from vaecourse.models import autoencoder as ae_models
 from vaecourse.models import classifier as classifier_models
 from vaecourse.models import colorization as color_models
 from vaecourse.models import cvae as cvae_models
 from vaecourse.models import forecasting as forecast_models
+from vaecourse.models import gan as gan_models
 from vaecourse.models import vae as vae_models
+from vaecourse.models import vaegan as vaegan_models
 
 VAE_ARCHS = ("mlp", "conv")  # chapters 6-7: the networks of recipes.vae
 CVAE_MODELS = ("cvae", "baseline")  # chapter 8: the conditional VAE and the deterministic net
@@ -39,6 +45,16 @@ FORECASTERS = ("regressor", "cvae")  # chapter 10
 COLOR_BATCH = 32  # images per batch of the colorizers (chapter 9)
 VALIDATION_SHARE = 10  # chapter 8: a tenth of the training digits picks the early-stopping epoch
 SATURATED_QUANTILE = 0.9  # chapter 9: pixels above this quantile of the training chroma are vivid
+# Chapter 12: VAE/GAN's discriminator learns with the VAE ("learned"); VAE_Dis takes a GAN's,
+# trained first and frozen ("pretrained").
+VAEGAN_SIMILARITIES = ("learned", "pretrained")
+AAE_PRIORS = aae_models.PRIORS  # chapter 13
+GAN_ADAM = {"lr": 2e-4, "betas": (0.5, 0.999)}  # DCGAN's Adam (Radford et al. 2016), chapters 11-13
+# Chapter 13's two-sample statistic: a Gaussian kernel averaged over these bandwidths (code
+# units), from the width of a mixture petal (0.25) to the priors' radius (4).
+MMD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+MMD_POINTS = 2000  # at most this many test codes (and as many prior samples) per MMD estimate
+INVERSION_DIGITS = 100  # chapter 11: test digits mapped back to z by GAN inversion
 
 Value = float | int | str | tuple | None
 
@@ -449,6 +465,263 @@ def forecasting(preset: config.Preset, *, model: str = "cvae", latent: int = 4,
     return Run(net, history, results, seconds, provenance, test_set)
 
 
+# ---------------------------------------------------------------------------------------------
+# Chapters 11-13: GAN, VAE/GAN and VAE_Dis, adversarial autoencoders
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def digit_classifier(preset: config.Preset, seed: int, device: torch.device) -> nn.Module:
+    """The measuring instrument of chapters 11-13: :func:`classifier`'s network for this preset
+    and seed, trained once per process and then reused."""
+    return classifier(preset, seed=seed, device=device, progress=False).model
+
+
+def draw(sample: Callable[[int, torch.Generator], Tensor], n: int, seed: int,
+         chunk: int = 1000) -> Tensor:
+    """``n`` samples (n, 784) on the CPU from ``sample(count, generator)``, in chunks, with a
+    CPU generator seeded by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return torch.cat([sample(min(chunk, n - i), generator).flatten(1).cpu()
+                          for i in range(0, n, chunk)])
+
+
+def image_quality(samples: Tensor, test: TensorDataset, net: nn.Module) -> dict[str, float]:
+    """Chapter 11's sample measures: ``sharpness`` (mean gradient energy of the samples,
+    :func:`vaecourse.sample_quality.gradient_energy`) and ``class_tv`` (total variation between
+    the samples' class histogram under the digit classifier ``net`` and uniform); the same two
+    for the grey test digits (``test_sharpness``, ``test_class_tv``) for reference."""
+    x_test, _ = test.tensors
+    results = {}
+    for prefix, images in (("", samples), ("test_", x_test)):
+        label, _ = classifier_models.predict(net, images)
+        results[f"{prefix}sharpness"] = quality.gradient_energy(images).mean().item()
+        results[f"{prefix}class_tv"] = quality.class_total_variation(label)
+    return results
+
+
+def reconstruction_quality(reconstruct: Callable[[Tensor, Tensor], Tensor], test: TensorDataset,
+                           net: nn.Module, device: torch.device) -> dict[str, float]:
+    """``recon_error``: the mean over the grey test digits x of ||x - x_hat||^2 (summed over the
+    784 pixels), x_hat = ``reconstruct(x, labels)``; ``recon_accuracy``: how often the digit
+    classifier ``net`` reads x_hat as the label of x."""
+    x_test, y_test = test.tensors
+    with torch.no_grad():
+        x_hat = torch.cat([reconstruct(x.to(device), y.to(device)).flatten(1).cpu()
+                           for x, y in zip(x_test.split(500), y_test.split(500), strict=True)])
+    label, _ = classifier_models.predict(net, x_hat)
+    return {"recon_error": (x_hat - x_test).pow(2).sum(1).mean().item(),
+            "recon_accuracy": (label == y_test).float().mean().item()}
+
+
+def grey_digits(preset: config.Preset, seed: int) -> tuple[DataLoader, TensorDataset, str]:
+    """Chapters 11-13's data: the VAE's digits (``mnist_source``, the preset's sizes) as grey
+    levels: a shuffled training loader, the test set and the source's name."""
+    data = mnist.load_mnist(preset.mnist_source, train_size=preset.train_size,
+                            test_size=preset.test_size)
+    loader = shuffled(data.x_train, data.y_train, batch_size=preset.batch_size, seed=seed)
+    return loader, TensorDataset(data.x_test, data.y_test), data.source
+
+
+def adam(parameters: Iterable[nn.Parameter], loss_fn: train.LossFn, name: str,
+         lr: float = GAN_ADAM["lr"]) -> train.Step:
+    """One player's :class:`~vaecourse.train.Step`: Adam (DCGAN's betas) over ``parameters``."""
+    return train.Step(torch.optim.Adam(parameters, lr=lr, betas=GAN_ADAM["betas"]), loss_fn,
+                      name)
+
+
+def fit_gan(preset: config.Preset, loader: DataLoader, test: TensorDataset, latent: int,
+            epochs: int, device: torch.device, progress: bool
+            ) -> tuple[gan_models.GAN, train.History, float]:
+    """Train chapter 11's GAN (width ``gan_width``): per batch a discriminator step, then a
+    generator step; the test history holds both losses on the test digits."""
+    model = gan_models.GAN(latent, preset.gan_width)
+    steps = [adam(model.discriminator.parameters(), gan_models.GAN.discriminator_step,
+                  "discriminator"),
+             adam(model.generator.parameters(), gan_models.GAN.generator_step, "generator")]
+    history, seconds = timed_fit(model, loader, epochs=epochs, steps=steps, device=device,
+                                 test_loader=DataLoader(test, batch_size=preset.batch_size),
+                                 progress=progress)
+    return model, history, seconds
+
+
+def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, seed: int = 0,
+        device: torch.device | None = None, evaluate: bool = True, progress: bool = True) -> Run:
+    """Chapter 11's DCGAN on the grey digits of :func:`grey_digits`, Adam as in DCGAN.
+
+    ``epochs`` defaults to the preset's ``gan_epochs``. Metrics: :func:`image_quality` of the
+    preset's ``quality_samples`` samples; GAN inversion (:func:`vaecourse.models.gan.invert`) of
+    the first :data:`INVERSION_DIGITS` test digits: ``inversion_error`` (mean ||x - G(z*)||^2)
+    and ``inversion_seconds``.
+    """
+    device = start(preset, seed, device)
+    loader, test, source = grey_digits(preset, seed)
+    epochs = resolve_epochs(epochs, preset.gan_epochs)
+    model, history, seconds = fit_gan(preset, loader, test, latent, epochs, device, progress)
+    results: dict[str, Value] = {}
+    if evaluate:
+        results = image_quality(draw(model.generator.sample, preset.quality_samples, seed),
+                                test, digit_classifier(preset, seed, device))
+        x = test.tensors[0][:INVERSION_DIGITS].to(device)
+        begin = time.perf_counter()
+        z = gan_models.invert(model.generator, x, seed=seed)
+        results["inversion_seconds"] = time.perf_counter() - begin
+        with torch.no_grad():
+            error = (model.generator(z).flatten(1) - x).pow(2).sum(1).mean().item()
+        results["inversion_error"] = error
+    provenance = described(preset, device, seed, "gan", data=source,
+                           train_digits=len(loader.dataset), test_digits=len(test),
+                           epochs=epochs, latent=latent, width=preset.gan_width,
+                           samples=preset.quality_samples)
+    return Run(model, history, results, seconds, provenance, test)
+
+
+def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 64,
+           gamma: float = 1.0, layer: int = 2, epochs: int | None = None, seed: int = 0,
+           device: torch.device | None = None, evaluate: bool = True, progress: bool = True
+           ) -> Run:
+    """Chapter 12's VAE/GAN (``similarity="learned"``) or VAE_Dis (``"pretrained"``) on the
+    grey digits of :func:`grey_digits`.
+
+    VAE/GAN: per batch an encoder, a decoder and a discriminator step, each on its own loss of
+    :func:`vaecourse.models.vaegan.vaegan_losses` (feature layer ``layer``, weight ``gamma``).
+    VAE_Dis: chapter 11's GAN is trained first (:func:`fit_gan`, ``epochs`` too; its curves are
+    ``history["gan_train"]`` and ``["gan_test"]``, its time is counted), then encoder and
+    decoder on L_prior + L_llike with its discriminator frozen. Width ``gan_width``, ``epochs``
+    default ``gan_epochs``. Metrics: :func:`image_quality` of the decoder's prior samples and
+    :func:`reconstruction_quality` of Dec(mu(x)).
+    """
+    device = start(preset, seed, device)
+    check_choice("similarity", similarity, VAEGAN_SIMILARITIES)
+    loader, test, source = grey_digits(preset, seed)
+    epochs = resolve_epochs(epochs, preset.gan_epochs)
+    test_loader = DataLoader(test, batch_size=preset.batch_size)
+    options = {"epochs": epochs, "device": device, "test_loader": test_loader,
+               "progress": progress}
+    if similarity == "learned":
+        model = vaegan_models.VAEGAN(latent, preset.gan_width, gamma, layer)
+        steps = [adam(model.encoder.parameters(), vaegan_models.VAEGAN.encoder_step, "encoder"),
+                 adam(model.decoder.parameters(), vaegan_models.VAEGAN.decoder_step, "decoder"),
+                 adam(model.discriminator.parameters(), vaegan_models.VAEGAN.discriminator_step,
+                      "discriminator")]
+        history, seconds = timed_fit(model, loader, steps=steps, **options)
+    else:
+        trained, gan_history, gan_seconds = fit_gan(preset, loader, test, latent, epochs, device,
+                                                    progress)
+        model = vaegan_models.VAEGAN.from_gan(trained, gamma, layer)
+        parameters = itertools.chain(model.encoder.parameters(), model.decoder.parameters())
+        steps = [adam(parameters, vaegan_models.VAEGAN.encoder_step, "vae")]
+        history, seconds = timed_fit(model, loader, steps=steps, **options)
+        history = {**history, "gan_train": gan_history["train"], "gan_test": gan_history["test"]}
+        seconds += gan_seconds
+    results: dict[str, Value] = {}
+    if evaluate:
+        net = digit_classifier(preset, seed, device)
+        results = {**image_quality(draw(model.decoder.sample, preset.quality_samples, seed),
+                                   test, net),
+                   **reconstruction_quality(lambda x, y: model.reconstruct(x), test, net,
+                                            device)}
+    provenance = described(preset, device, seed, "vaegan", similarity=similarity, data=source,
+                           train_digits=len(loader.dataset), test_digits=len(test),
+                           epochs=epochs, latent=latent, width=preset.gan_width, gamma=gamma,
+                           layer=layer, samples=preset.quality_samples)
+    return Run(model, history, results, seconds, provenance, test)
+
+
+def vae_quality(run: Run, preset: config.Preset) -> dict[str, float]:
+    """Chapter 11's measures of a :func:`vae` run, as the other recipes of chapters 11-13 take
+    them (the classifier of the run's seed): :func:`image_quality` of its prior samples (the
+    decoder's Bernoulli means at z ~ N(0, I)) and :func:`reconstruction_quality` of the grey
+    test digits, x_hat the Bernoulli means at the mean of q(z|x)."""
+    model, seed = run.model, run.provenance["seed"]
+    device = config.module_device(model)
+    _, test, _ = grey_digits(preset, seed)
+    net = digit_classifier(preset, seed, device)
+
+    def sample(n: int, generator: torch.Generator) -> Tensor:
+        z = torch.randn(n, model.latent, generator=generator).to(device)
+        return torch.sigmoid(model.decode(z))
+
+    def reconstruct(x: Tensor, y: Tensor) -> Tensor:
+        return torch.sigmoid(model.decode(model.encode(x)[0]))
+
+    return {**image_quality(draw(sample, preset.quality_samples, seed), test, net),
+            **reconstruction_quality(reconstruct, test, net, device)}
+
+
+def prior_mmd(codes: Tensor, prior_samples: Tensor, seed: int) -> tuple[float, float]:
+    """MMD^2_u of codes and prior samples (kernel :data:`MMD_BANDWIDTHS`) and its jackknife
+    standard error (:func:`vaecourse.sample_quality.mmd_test`, the permutations seeded)."""
+    result = quality.mmd_test(codes, prior_samples, MMD_BANDWIDTHS,
+                              generator=torch.Generator().manual_seed(seed))
+    return result.mmd2, result.se
+
+
+def aae(preset: config.Preset, *, prior: str = "mixture", supervised: bool = False,
+        epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
+        evaluate: bool = True, progress: bool = True) -> Run:
+    """Chapter 13's adversarial autoencoder with a 2-D code shaped to ``prior`` (one of
+    :data:`AAE_PRIORS`), on the grey digits of :func:`grey_digits`; ``supervised`` feeds the
+    label to the decoder.
+
+    Per batch: the reconstruction step (Adam, lr 1e-3), then the regularization phase's
+    discriminator and encoder steps (:data:`GAN_ADAM`); width ``hidden``, ``epochs`` default
+    ``aae_epochs``. Metrics: :func:`image_quality` of decoded prior samples (with uniform labels
+    when supervised; then also ``label_accuracy``, how often the classifier reads the label
+    given), :func:`reconstruction_quality`, and ``prior_mmd`` (with ``_se``): MMD^2_u of at most
+    :data:`MMD_POINTS` test codes against as many prior samples; ``vae_prior_mmd``: the same
+    statistic, same prior samples, for the means of q(z|x) of :func:`vae` with latent 2 trained
+    for as many epochs on the same digits (binarized, as that recipe trains).
+    """
+    device = start(preset, seed, device)
+    check_choice("prior", prior, AAE_PRIORS)
+    loader, test, source = grey_digits(preset, seed)
+    epochs = resolve_epochs(epochs, preset.aae_epochs)
+    model = aae_models.AdversarialAutoencoder(prior, preset.hidden, supervised)
+    Game = aae_models.AdversarialAutoencoder
+    steps = [adam(model.autoencoder.parameters(), Game.reconstruction_step, "reconstruction",
+                  lr=1e-3),
+             adam(model.discriminator.parameters(), Game.discriminator_step, "discriminator"),
+             adam(model.autoencoder.encoder.parameters(), Game.encoder_step, "encoder")]
+    history, seconds = timed_fit(model, loader, epochs=epochs, steps=steps, device=device,
+                                 test_loader=DataLoader(test, batch_size=preset.batch_size),
+                                 progress=progress)
+    results: dict[str, Value] = {}
+    if evaluate:
+        net = digit_classifier(preset, seed, device)
+        if supervised:  # every digit equally often, each sample decoded with its label
+            labels = torch.arange(preset.quality_samples) % aae_models.CLASSES
+            generator = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                samples = torch.cat([model.sample(len(y), generator, y).cpu()
+                                     for y in labels.split(1000)])
+        else:
+            samples = draw(model.sample, preset.quality_samples, seed)
+        results = {**image_quality(samples, test, net),
+                   **reconstruction_quality(model.reconstruct if supervised
+                                            else lambda x, y: model.reconstruct(x),
+                                            test, net, device)}
+        if supervised:
+            read, _ = classifier_models.predict(net, samples)
+            results["label_accuracy"] = (read == labels).float().mean().item()
+        vae_run = vae(preset, latent=2, epochs=epochs, seed=seed, device=device, evaluate=False,
+                      progress=progress)
+        x_test = test.tensors[0][:MMD_POINTS]
+        with torch.no_grad():
+            codes = model.autoencoder.encode(x_test.to(device)).cpu()
+            vae_codes, _ = vae_run.model.encode(vae_run.test.tensors[0][:MMD_POINTS].to(device))
+        prior_samples = aae_models.sample_prior(prior, len(x_test),
+                                                torch.Generator().manual_seed(seed))
+        for name, z in (("prior_mmd", codes), ("vae_prior_mmd", vae_codes.cpu())):
+            results[name], results[f"{name}_se"] = prior_mmd(z, prior_samples, seed)
+    provenance = described(preset, device, seed, "aae", prior=prior, supervised=supervised,
+                           data=source, train_digits=len(loader.dataset), test_digits=len(test),
+                           epochs=epochs, hidden=preset.hidden, samples=preset.quality_samples,
+                           mmd_bandwidths=MMD_BANDWIDTHS)
+    return Run(model, history, results, seconds, provenance, test)
+
+
 RECIPES: dict[str, Callable[..., Run]] = {
     "autoencoder": autoencoder,
     "vae": vae,
@@ -456,4 +729,7 @@ RECIPES: dict[str, Callable[..., Run]] = {
     "cvae": cvae,
     "colorization": colorization,
     "forecasting": forecasting,
+    "gan": gan,
+    "vaegan": vaegan,
+    "aae": aae,
 }

@@ -220,3 +220,90 @@ def sample_swiss_roll(n: int, labels: Tensor | None = None, n_classes: int = 10,
     if noise > 0:
         z = z + noise * torch.randn(z.shape, generator=generator, dtype=torch.float64)
     return z.float(), k
+
+
+PRIORS = ("mixture", "swiss_roll")  # the 2-D priors of chapter 13's adversarial autoencoders
+CLASSES = 10
+
+
+def check_prior(prior: str) -> None:
+    """Raise ValueError unless ``prior`` is one of :data:`PRIORS`."""
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+
+
+def sample_prior(prior: str, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` codes (n, 2) of a prior of :data:`PRIORS` (:func:`mixture_of_gaussians` or
+    :func:`sample_swiss_roll`, each with its defaults)."""
+    check_prior(prior)
+    if prior == "mixture":
+        return sample_mixture(mixture_of_gaussians(), n, generator=generator)[0]
+    return sample_swiss_roll(n, generator=generator)[0]
+
+
+class AdversarialAutoencoder(nn.Module):
+    """An :class:`AAE` with a 2-D code, its :class:`CodeDiscriminator` and a prior of
+    :data:`PRIORS`, trained in the fit loop by three :class:`vaecourse.train.Step` s per batch:
+    :meth:`reconstruction_step` (encoder and decoder), then the regularization phase,
+    :meth:`discriminator_step` (D) and :meth:`encoder_step` (the encoder).
+
+    ``supervised=True`` feeds the one-hot label to the decoder (batches are (images, labels)):
+    the label carries the digit and the code the style.
+    """
+
+    def __init__(self, prior: str = "mixture", hidden: int = 512, supervised: bool = False):
+        super().__init__()
+        check_prior(prior)
+        self.prior, self.supervised = prior, supervised
+        self.autoencoder = AAE(latent=2, hidden=hidden, n_classes=CLASSES if supervised else 0)
+        self.discriminator = CodeDiscriminator(latent=2, hidden=hidden)
+
+    def images_and_labels(self, batch: Tensor | tuple | list) -> tuple[Tensor, Tensor | None]:
+        """The images (B, 784) of a batch and, for the supervised AAE, its labels."""
+        x = (batch[0] if isinstance(batch, (tuple, list)) else batch).flatten(1)
+        if not self.supervised:
+            return x, None
+        if not isinstance(batch, (tuple, list)):
+            raise ValueError("the supervised AAE needs batches of (images, labels), got images")
+        return x, batch[1]
+
+    def reconstruction_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """Reconstruction phase: -log p(x | Enc(x)) (and the label), batch mean."""
+        loss = reconstruction_loss(self.autoencoder, *self.images_and_labels(batch))
+        return loss, {"loss": loss.item()}
+
+    def discriminator_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """Regularization phase, D: prior samples (1) against the batch's codes (0)."""
+        codes = self.autoencoder.encode(self.images_and_labels(batch)[0])
+        prior = sample_prior(self.prior, len(codes)).to(codes)
+        loss = discriminator_phase_loss(self.discriminator, codes, prior)
+        with torch.no_grad():
+            d_prior, d_codes = (torch.sigmoid(self.discriminator(z)).mean().item()
+                                for z in (prior, codes))
+        return loss, {"loss": loss.item(), "d_prior": d_prior, "d_codes": d_codes}
+
+    def encoder_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """Regularization phase, encoder: -mean log D(Enc(x)) (non-saturating)."""
+        loss = encoder_phase_loss(self.discriminator,
+                                  self.autoencoder.encode(self.images_and_labels(batch)[0]))
+        return loss, {"loss": loss.item()}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: Tensor | None = None) -> Tensor:
+        """``n`` images (n, 784): the decoder's Bernoulli means at prior codes drawn with
+        ``generator``; the supervised AAE decodes them with ``labels`` (n,) (None: drawn
+        uniformly)."""
+        weight = next(self.parameters())
+        z = sample_prior(self.prior, n, generator).to(weight)
+        y = None
+        if self.supervised:
+            y = draw_labels(n, labels, CLASSES, generator).to(weight.device)
+        elif labels is not None:
+            raise ValueError("this AAE reads no label (supervised=False), got labels")
+        return torch.sigmoid(self.autoencoder.decode(z, y))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The decoder's Bernoulli means at the codes of ``x`` (B, 784) (with labels)."""
+        return torch.sigmoid(self.autoencoder.decode(self.autoencoder.encode(x.flatten(1)), y))

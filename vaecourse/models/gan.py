@@ -213,3 +213,62 @@ def optimal_discriminator(p_data: Tensor | np.ndarray | float, p_g: Tensor | np.
     if ((a + b) == 0).any():
         raise ValueError("D* is undefined where p_data + p_g = 0, got such a point")
     return p_data / (p_data + p_g)
+
+
+def real_images(batch: Tensor | tuple | list) -> Tensor:
+    """The images of a batch (images, or ``(images, labels)``) as (B, 1, 28, 28)."""
+    return as_images(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+
+class GAN(nn.Module):
+    """A generator and a discriminator trained against each other (chapter 11).
+
+    The two players are two :class:`vaecourse.train.Step` s of the book's fit loop, one per
+    network, on the same batch: :meth:`discriminator_step` (minimizes -V, the generator's
+    samples detached) and then :meth:`generator_step` (the non-saturating loss on fresh samples).
+    """
+
+    def __init__(self, latent: int = 64, width: int = 64):
+        super().__init__()
+        self.generator = Generator(latent, width)
+        self.discriminator = Discriminator(width)
+
+    def discriminator_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """-V(D, G) on a data batch and as many samples, and the mean D on each."""
+        x = real_images(batch)
+        real, fake = self.discriminator(x), self.discriminator(self.generator.sample(len(x))
+                                                               .detach())
+        loss = discriminator_loss(real, fake)
+        return loss, {"loss": loss.item(), "d_real": torch.sigmoid(real).mean().item(),
+                      "d_fake": torch.sigmoid(fake).mean().item()}
+
+    def generator_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """-mean log D(G(z)) on as many fresh samples as the batch has images."""
+        loss = generator_loss_nonsaturating(self.discriminator(
+            self.generator.sample(len(real_images(batch)))))
+        return loss, {"loss": loss.item()}
+
+
+def invert(generator: Generator, x: Tensor, steps: int = 200, lr: float = 0.05,
+           seed: int = 0) -> Tensor:
+    """GAN inversion: z* = argmin_z ||x - G(z)||^2 per image, by Adam from z ~ N(0, I) (seeded).
+
+    A GAN has no encoder; mapping an image back to its code is an optimization per image
+    (chapter 11). ``x`` (B, 784) or (B, 1, 28, 28); returns z* (B, latent). The generator is
+    put in eval mode and left unchanged.
+    """
+    check_sizes(steps=steps)
+    target = as_images(x)
+    generator.eval()
+    weight = next(generator.parameters())
+    z = torch.randn(len(target), generator.latent, dtype=weight.dtype,
+                    generator=torch.Generator().manual_seed(seed)).to(weight.device)
+    z.requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = (generator(z) - target).pow(2).flatten(1).sum(1).sum()
+        grad, = torch.autograd.grad(loss, z)
+        z.grad = grad
+        optimizer.step()
+    return z.detach()

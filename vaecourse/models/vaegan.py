@@ -136,3 +136,79 @@ def vaegan_losses(encoder: Encoder, decoder: gan.Generator, discriminator: gan.D
                "d_prior": torch.sigmoid(prior_logits).mean().item()}
     return VAEGANLosses(encoder=l_prior + l_llike, decoder=gamma * l_llike + adversarial,
                         discriminator=l_gan, metrics=metrics)
+
+
+class VAEGAN(nn.Module):
+    """Encoder, decoder (a :class:`~vaecourse.models.gan.Generator`) and discriminator of a
+    VAE/GAN, each trained on its own loss of :func:`vaegan_losses` (chapter 12).
+
+    Each of :meth:`encoder_step`, :meth:`decoder_step` and :meth:`discriminator_step` is one
+    :class:`vaecourse.train.Step` of the fit loop, with an optimizer over that network's
+    parameters only (so the gradient a loss leaves on the other networks is never applied).
+    ``frozen_discriminator=True`` is VAE_Dis: the discriminator comes from a GAN trained first
+    (:meth:`from_gan`), stays in eval mode, and one step trains encoder and decoder together on
+    the encoder's loss (:meth:`encoder_step`).
+    """
+
+    def __init__(self, latent: int = 64, width: int = 64, gamma: float = 1.0, layer: int = 2,
+                 frozen_discriminator: bool = False):
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma, self.layer, self.frozen_discriminator = gamma, layer, frozen_discriminator
+        self.encoder = Encoder(latent, width)
+        self.decoder = gan.Generator(latent, width)
+        self.discriminator = gan.Discriminator(width)
+        gan.check_layer(layer, len(self.discriminator.blocks))
+
+    @classmethod
+    def from_gan(cls, trained: gan.GAN, gamma: float = 1.0, layer: int = 2) -> VAEGAN:
+        """VAE_Dis: a fresh encoder and decoder, and ``trained``'s discriminator, frozen."""
+        g = trained.generator
+        model = cls(g.latent, g.width, gamma, layer, frozen_discriminator=True)
+        model.discriminator.load_state_dict(trained.discriminator.state_dict())
+        model.discriminator.requires_grad_(False)
+        return model.train(False)
+
+    def train(self, mode: bool = True) -> VAEGAN:
+        """Train or eval mode, keeping a frozen discriminator in eval mode (its batch norm uses
+        the GAN's statistics)."""
+        super().train(mode)
+        if self.frozen_discriminator:
+            self.discriminator.eval()
+        return self
+
+    def losses(self, batch: Tensor | tuple | list) -> VAEGANLosses:
+        """:func:`vaegan_losses` of a batch (images, or ``(images, labels)``)."""
+        return vaegan_losses(self.encoder, self.decoder, self.discriminator,
+                             gan.real_images(batch), gamma=self.gamma, layer=self.layer)
+
+    def encoder_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """L_prior + L_llike^Dis_l and every loss piece's metric."""
+        losses = self.losses(batch)
+        return losses.encoder, {"loss": losses.encoder.item(), **losses.metrics}
+
+    def decoder_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """gamma L_llike^Dis_l plus the (non-saturating) adversarial term."""
+        losses = self.losses(batch)
+        return losses.decoder, {"loss": losses.decoder.item()}
+
+    def discriminator_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
+        """L_GAN on data, reconstructions and prior samples: the discriminator's loss of
+        :func:`vaegan_losses`, with the reconstructions and samples computed without gradients
+        (its gradient for the discriminator is the same; no backward pass through the encoder
+        and decoder)."""
+        x = gan.real_images(batch)
+        with torch.no_grad():
+            mu, logvar = self.encoder(x)
+            recon = self.decoder(gaussian.reparameterize(mu, logvar))
+            prior = self.decoder.sample(len(x))
+        loss = gan_loss(self.discriminator(x), self.discriminator(recon),
+                        self.discriminator(prior)).mean()
+        return loss, {"loss": loss.item()}
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Dec(mu(x)): the decoder's image at the mean code, (B, 1, 28, 28)."""
+        mu, _ = self.encoder(gan.as_images(x))
+        return self.decoder(mu)
