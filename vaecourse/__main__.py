@@ -89,6 +89,24 @@ OPTIONS: dict[str, list[tuple[str, dict]]] = {
         ("model", {"choices": recipes.FORECASTERS, "help": "forecaster"}),
         ("latent", {"type": count, "help": "CVAE latent dimension"}),
     ],
+    # chapters 14-16
+    "betavae": [
+        ("beta", {"type": non_negative, "help": "KL weight (1: the plain VAE)"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
+    ],
+    "attrcvae": [
+        ("latent", {"type": count, "help": "latent dimension"}),
+        ("samples", {"type": count, "help": "images generated to measure the attribute error"}),
+    ],
+    "flowedit": [
+        ("attribute", {"choices": recipes.EDITS, "help": "the attribute edited"}),
+        ("latent", {"type": count, "help": "latent dimension of the CVAE of the latent edit"}),
+    ],
+    "m2": [
+        ("labels", {"type": count, "help": "labelled training digits, as many per class"}),
+        ("alpha", {"type": non_negative, "help": "weight of the classification term"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
+    ],
 }
 
 
