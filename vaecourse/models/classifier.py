@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaecourse import config
 from vaecourse.data import mnist
 
 CLASSES = 10
@@ -110,6 +111,6 @@ def predict_factors(classifier: FactorClassifier, images: Tensor, batch_size: in
     """
     mnist.check_unit(images)
     classifier.eval()
-    device = next(classifier.parameters()).device
+    device = config.module_device(classifier)
     return torch.cat([torch.stack([lk.argmax(-1) for lk in classifier(chunk.to(device))], 1).cpu()
                       for chunk in images.split(batch_size)])

@@ -88,7 +88,8 @@ class FlowEditor(nn.Module):
         int64 values of the attribute) in ``images`` (B, 1, H, W)."""
         b, _, h, w = images.shape
         for name, v in (("source", source), ("target", target)):
-            if v.shape != (b,) or v.dtype != torch.int64 or (v < 0).any() or (v >= self.values).any():
+            if (v.shape != (b,) or v.dtype != torch.int64 or (v < 0).any()
+                    or (v >= self.values).any()):
                 raise ValueError(f"{name} must be int64 values in 0..{self.values - 1} of shape "
                                  f"({b},), got {v.dtype} of shape {tuple(v.shape)}")
         codes = torch.cat([F.one_hot(source, self.values), F.one_hot(target, self.values)], -1)
