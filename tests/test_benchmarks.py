@@ -109,3 +109,15 @@ def test_colorization_benchmark_averages_over_seeds():
     mean, se = summary["diversity"]
     assert mean == pytest.approx(3.0) and se == pytest.approx(np.std([1, 2, 6], ddof=1) / 3**0.5)
     assert summary["hue_coverage"] is None
+
+
+def test_factors_benchmark_reports_mean_and_se_over_seeds():
+    done = run_smoke("factors.py", "--seeds", "2")
+    assert "preset: smoke" in done.stdout and "seeds [0, 1]" in done.stdout, done.stdout[:300]
+    lines = done.stdout.splitlines()
+    for start, figures in (("| beta-VAE", 7), ("| VAE", 7), ("| flow", 4), ("| latent", 4)):
+        rows = [line for line in lines if line.startswith(start + " ")]
+        assert len(rows) == 1 and rows[0].count("±") == figures, (start, done.stdout)
+    assert any(line.startswith("- beta-VAE minus VAE, MIG: ") and "s.e.)" in line
+               for line in lines), done.stdout
+    assert any(line.startswith("- M2 minus labels-only, test accuracy: ") for line in lines)

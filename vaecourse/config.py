@@ -60,6 +60,8 @@ class Preset:
     factor_images: int | None  # training images of chapters 14-15 (None: the whole factor grid)
     factor_epochs: int  # training epochs of each model of chapters 14 and 15
     factor_width: int  # channels of the factor classifier and the flow editor (chapter 15)
+    edit_images: int  # training images of the factor classifier and the flow editor (chapter 15)
+    edit_epochs: int  # training epochs of the factor classifier and the flow editor (chapter 15)
     m2_epochs: int  # training epochs of chapter 16's M2 and of its labels-only baseline
 
 
@@ -70,7 +72,8 @@ PRESETS: dict[str, Preset] = {
         vae_epochs=2, eval_size=20, mnist_source="embedded", vae_arch="mlp",
         forecast_size=1000, color_images=128, color_epochs=1, color_width=4, ae_steps=500,
         seeds=1, classifier_epochs=1, conv_epochs=1,
-        factor_images=512, factor_epochs=1, factor_width=4, m2_epochs=1,
+        factor_images=512, factor_epochs=1, factor_width=4, edit_images=256, edit_epochs=1,
+        m2_epochs=1,
     ),
     "cpu": Preset(
         name="cpu", n_data=200, n_repeats=200, max_samples=10_000, train_size=None,
@@ -78,7 +81,8 @@ PRESETS: dict[str, Preset] = {
         vae_epochs=120, eval_size=200, mnist_source="embedded", vae_arch="mlp",
         forecast_size=6000, color_images=2000, color_epochs=12, color_width=8, ae_steps=2000,
         seeds=1, classifier_epochs=20, conv_epochs=30,
-        factor_images=None, factor_epochs=30, factor_width=16, m2_epochs=30,
+        factor_images=None, factor_epochs=30, factor_width=8, edit_images=4000, edit_epochs=5,
+        m2_epochs=10,
     ),
     "gpu": Preset(
         name="gpu", n_data=500, n_repeats=1000, max_samples=100_000, train_size=None,
@@ -87,7 +91,8 @@ PRESETS: dict[str, Preset] = {
         forecast_size=50_000, color_images=40_000, color_epochs=60, color_width=32,
         ae_steps=10_000, seeds=3, classifier_epochs=20,
         conv_epochs=100,
-        factor_images=None, factor_epochs=100, factor_width=32, m2_epochs=200,
+        factor_images=None, factor_epochs=100, factor_width=32, edit_images=18432,
+        edit_epochs=30, m2_epochs=200,
     ),
 }
 # The stored outputs of the book: the cpu preset with every seed-dependent result repeated over
