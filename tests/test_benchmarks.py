@@ -123,3 +123,15 @@ def test_beyond_benchmark_puts_the_models_side_by_side_over_seeds():
     assert rows["GAN"][5] == "" and " ± " in rows["GAN"][7]  # no encoder; inversion
     assert " ± " in rows["VAE"][5] and rows["VAE"][8] == ""  # encoder; no adversarial prior
     assert " ± " in rows["AAE, swiss roll prior"][8] and " ± " in rows["AAE, mixture prior"][9]
+
+
+def test_factors_benchmark_reports_mean_and_se_over_seeds():
+    done = run_smoke("factors.py", "--seeds", "2")
+    assert "preset: smoke" in done.stdout and "seeds [0, 1]" in done.stdout, done.stdout[:300]
+    lines = done.stdout.splitlines()
+    for start, figures in (("| beta-VAE", 7), ("| VAE", 7), ("| flow", 4), ("| latent", 4)):
+        rows = [line for line in lines if line.startswith(start + " ")]
+        assert len(rows) == 1 and rows[0].count("±") == figures, (start, done.stdout)
+    assert any(line.startswith("- beta-VAE minus VAE, MIG: ") and "s.e.)" in line
+               for line in lines), done.stdout
+    assert any(line.startswith("- M2 minus labels-only, test accuracy: ") for line in lines)

@@ -107,3 +107,49 @@ def test_help_shows_the_recipes_defaults(capsys):
         main(["train", "colorization", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
     assert "colorizer (default: cvae)" in out and "(default: hist mah grad)" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# chapters 14-16: the figures that the issue names are in the JSON line
+# ---------------------------------------------------------------------------------------------
+
+FACTOR_JOB_FIGURES = {
+    "betavae": ("mig", "dci_disentanglement", "distortion", "rate"),
+    "attrcvae": ("attribute_error", "attribute_error_se"),
+    "flowedit": ("flow_sharpness", "flow_identity_error", "latent_sharpness",
+                 "latent_identity_error"),
+    "m2": ("test_accuracy", "baseline_accuracy"),
+}
+
+
+@pytest.mark.parametrize("job, option", [("betavae", ["--beta", "1"]),
+                                         ("attrcvae", ["--samples", "50"]),
+                                         ("flowedit", ["--attribute", "rotation"]),
+                                         ("m2", ["--labels", "20", "--alpha", "2"])])
+def test_factor_jobs_print_their_figures(job, option, capsys):
+    assert main(["train", job, "--preset", "smoke", "--seed", "2", *option]) == 0
+    printed = last_json(capsys)
+    for key in ("preset", "device", "seed", "train_seconds", *FACTOR_JOB_FIGURES[job]):
+        assert isinstance(printed[key], (int, float, str)), (key, printed)
+    assert printed["seed"] == 2 and printed["preset"] == "smoke"
+    assert printed[option[0][2:]] == type(printed[option[0][2:]])(option[1])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "betavae", "--beta", "-1"], "expected a number >= 0, got -1"),
+    (["train", "attrcvae", "--samples", "0"], "expected an int >= 1, got 0"),
+    (["train", "flowedit", "--attribute", "colour"], "invalid choice: 'colour'"),
+    (["train", "m2", "--labels", "0"], "expected an int >= 1, got 0"),
+    (["train", "m2", "--alpha", "x"], "expected a number >= 0, got 'x'"),
+])
+def test_bad_factor_job_options_are_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_m2_labels_not_a_multiple_of_ten_is_an_error(capsys):
+    assert main(["train", "m2", "--preset", "smoke", "--labels", "15"]) == 2
+    assert "labels must be a positive multiple of 10 (as many per class), got 15" \
+        in capsys.readouterr().err

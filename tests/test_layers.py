@@ -54,6 +54,7 @@ LAYERS = {
     "benchmarks.common": 4,
     "benchmarks.colorization": 4,
     "benchmarks.forecasting": 4,
+    "benchmarks.factors": 4,
     "benchmarks.vae_mnist": 4,
     "benchmarks.beyond": 4,
     "benchmarks.grading": 4,

@@ -89,6 +89,7 @@ OPTIONS: dict[str, list[tuple[str, dict]]] = {
         ("model", {"choices": recipes.FORECASTERS, "help": "forecaster"}),
         ("latent", {"type": count, "help": "CVAE latent dimension"}),
     ],
+    # chapters 11-13
     "gan": [
         ("latent", {"type": count, "help": "dimension of the generator's z"}),
     ],
@@ -106,6 +107,24 @@ OPTIONS: dict[str, list[tuple[str, dict]]] = {
         ("prior", {"choices": recipes.AAE_PRIORS, "help": "prior of the 2-D codes"}),
         ("supervised", {"action": argparse.BooleanOptionalAction,
                         "help": "feed the label to the decoder"}),
+    ],
+    # chapters 14-16
+    "betavae": [
+        ("beta", {"type": non_negative, "help": "KL weight (1: the plain VAE)"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
+    ],
+    "attrcvae": [
+        ("latent", {"type": count, "help": "latent dimension"}),
+        ("samples", {"type": count, "help": "images generated to measure the attribute error"}),
+    ],
+    "flowedit": [
+        ("attribute", {"choices": recipes.EDITS, "help": "the attribute edited"}),
+        ("latent", {"type": count, "help": "latent dimension of the CVAE of the latent edit"}),
+    ],
+    "m2": [
+        ("labels", {"type": count, "help": "labelled training digits, as many per class"}),
+        ("alpha", {"type": non_negative, "help": "weight of the classification term"}),
+        ("latent", {"type": count, "help": "latent dimension"}),
     ],
 }
 

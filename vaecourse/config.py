@@ -61,6 +61,13 @@ class Preset:
     gan_width: int  # channels of the first layer of their networks (DCGAN's w)
     aae_epochs: int  # training epochs of chapter 13's adversarial autoencoders
     quality_samples: int  # samples whose sharpness and class histogram are measured (11-13)
+    # chapters 14-16: factors of variation, attributes and flow, semi-supervised M2
+    factor_images: int | None  # training images of chapters 14-15 (None: the whole factor grid)
+    factor_epochs: int  # training epochs of each model of chapters 14 and 15
+    factor_width: int  # channels of the factor classifier and the flow editor (chapter 15)
+    edit_images: int  # training images of the factor classifier and the flow editor (chapter 15)
+    edit_epochs: int  # training epochs of the factor classifier and the flow editor (chapter 15)
+    m2_epochs: int  # training epochs of chapter 16's M2 and of its labels-only baseline
 
 
 PRESETS: dict[str, Preset] = {
@@ -71,6 +78,8 @@ PRESETS: dict[str, Preset] = {
         forecast_size=1000, color_images=128, color_epochs=1, color_width=4, ae_steps=500,
         seeds=1, classifier_epochs=1, conv_epochs=1, cvae_epochs=2, gan_epochs=1, gan_width=8,
         aae_epochs=1, quality_samples=500,
+        factor_images=512, factor_epochs=1, factor_width=4, edit_images=256, edit_epochs=1,
+        m2_epochs=1,
     ),
     "cpu": Preset(
         name="cpu", n_data=200, n_repeats=200, max_samples=10_000, train_size=None,
@@ -79,6 +88,8 @@ PRESETS: dict[str, Preset] = {
         forecast_size=6000, color_images=2000, color_epochs=48, color_width=8, ae_steps=2000,
         seeds=1, classifier_epochs=20, conv_epochs=30, cvae_epochs=50, gan_epochs=20,
         gan_width=16, aae_epochs=50, quality_samples=10_000,
+        factor_images=None, factor_epochs=30, factor_width=8, edit_images=4000, edit_epochs=5,
+        m2_epochs=10,
     ),
     "gpu": Preset(
         name="gpu", n_data=500, n_repeats=1000, max_samples=100_000, train_size=None,
@@ -88,6 +99,8 @@ PRESETS: dict[str, Preset] = {
         ae_steps=10_000, seeds=3, classifier_epochs=20,
         conv_epochs=100, cvae_epochs=100, gan_epochs=100, gan_width=64, aae_epochs=200,
         quality_samples=10_000,
+        factor_images=None, factor_epochs=100, factor_width=32, edit_images=18432,
+        edit_epochs=30, m2_epochs=200,
     ),
 }
 # The stored outputs of the book: the cpu preset with every seed-dependent result repeated over

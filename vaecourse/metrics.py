@@ -79,12 +79,17 @@ def log_likelihood(model: vae_models.VAE, x: Tensor, samples: int, batch_size: i
 
 
 @torch.no_grad()
+def mean_codes(model: vae_models.VAE, x: Tensor, batch_size: int = 500) -> Tensor:
+    """The posterior means E_q[z | x] of the images ``x``, (N, latent), on the CPU."""
+    model.eval()
+    return torch.cat([model.encode(xb.to(config.module_device(model)))[0].cpu()
+                      for xb in x.split(batch_size)])
+
+
 def active_units(model: vae_models.VAE, x: Tensor, threshold: float = 0.01,
                  batch_size: int = 500) -> tuple[int, Tensor]:
     """Count latents with ``Var_x(E_q[z_j | x]) > threshold``; return (count, variances)."""
-    model.eval()
-    mu = torch.cat([model.encode(xb.to(config.module_device(model)))[0].cpu()
-                    for xb in x.split(batch_size)])
+    mu = mean_codes(model, x, batch_size)
     if len(mu) < 2:
         raise ValueError(f"x must hold at least 2 images to compute a variance, got {len(mu)}")
     variances = mu.var(dim=0)

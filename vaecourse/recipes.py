@@ -1,4 +1,5 @@
-"""One function per training job of the book: data -> model -> fit -> metrics (chapters 1, 6-13).
+"""One function per training job of the book: data -> model -> fit -> metrics (chapters 1,
+6-16).
 
 Every recipe takes an explicit :class:`~vaecourse.config.Preset` (the sizes, epochs and widths
 of the job), a ``seed`` (every generator is seeded once, when the recipe starts), a ``device``
@@ -24,17 +25,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from vaecourse import config, metrics, train
+from vaecourse import config, disentanglement, metrics, train
 from vaecourse import sample_quality as quality
 from vaecourse.data import colorization as color_data
-from vaecourse.data import mnist, trajectories
+from vaecourse.data import factors, mnist, trajectories
 from vaecourse.models import aae as aae_models
 from vaecourse.models import autoencoder as ae_models
 from vaecourse.models import classifier as classifier_models
 from vaecourse.models import colorization as color_models
 from vaecourse.models import cvae as cvae_models
+from vaecourse.models import flow as flow_models
 from vaecourse.models import forecasting as forecast_models
 from vaecourse.models import gan as gan_models
+from vaecourse.models import m2 as m2_models
 from vaecourse.models import vae as vae_models
 from vaecourse.models import vaegan as vaegan_models
 
@@ -489,7 +492,7 @@ def draw(sample: Callable[[int, torch.Generator], Tensor], n: int, seed: int,
 
 def image_quality(samples: Tensor, test: TensorDataset, net: nn.Module) -> dict[str, float]:
     """Chapter 11's sample measures: ``sharpness`` (mean gradient energy of the samples,
-    :func:`vaecourse.sample_quality.gradient_energy`) and ``class_tv`` (total variation between
+    :func:`vaecourse.quality.gradient_energy`) and ``class_tv`` (total variation between
     the samples' class histogram under the digit classifier ``net`` and uniform); the same two
     for the grey test digits (``test_sharpness``, ``test_class_tv``) for reference."""
     x_test, _ = test.tensors
@@ -652,7 +655,7 @@ def vae_quality(run: Run, preset: config.Preset) -> dict[str, float]:
 
 def prior_mmd(codes: Tensor, prior_samples: Tensor, seed: int) -> tuple[float, float]:
     """MMD^2_u of codes and prior samples (kernel :data:`MMD_BANDWIDTHS`) and its jackknife
-    standard error (:func:`vaecourse.sample_quality.mmd_test`, the permutations seeded)."""
+    standard error (:func:`vaecourse.quality.mmd_test`, the permutations seeded)."""
     result = quality.mmd_test(codes, prior_samples, MMD_BANDWIDTHS,
                               generator=torch.Generator().manual_seed(seed))
     return result.mmd2, result.se
@@ -722,6 +725,317 @@ def aae(preset: config.Preset, *, prior: str = "mixture", supervised: bool = Fal
     return Run(model, history, results, seconds, provenance, test)
 
 
+# ---------------------------------------------------------------------------------------------
+# Chapters 14-16: disentanglement (beta-VAE), attributes (CVAE, editing by flow), M2
+# ---------------------------------------------------------------------------------------------
+
+ATTRIBUTES = ("shape", "scale", "rotation", "thickness")  # chapter 15: what the CVAE is given
+EDITS = ("scale", "rotation")  # chapter 15: the attributes that the flow editor changes
+HELD_OUT = 0.1  # chapter 15: the fraction of the factor images kept out of training
+
+
+def factor_set(preset: config.Preset, seed: int) -> tuple[factors.FactorImages, Tensor]:
+    """The factor images of chapters 14-15 (``factor_images`` random combinations of the grid;
+    None: all of it) and the same images binarized once (seed ``seed``), flattened (N, 1024)."""
+    data = factors.generate(preset.factor_images, seed)
+    return data, mnist.binarize_fixed(data.images.flatten(1), seed)
+
+
+def held_out_split(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices of the training images and of the :data:`HELD_OUT` test images (at least one)
+    among n, from a permutation drawn with ``seed``."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = max(1, round(HELD_OUT * n))
+    return order[n_test:], order[:n_test]
+
+
+def betavae(preset: config.Preset, *, beta: float = 4.0, latent: int = 10,
+            epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
+            evaluate: bool = True, progress: bool = True) -> Run:
+    """Chapter 14's beta-VAE (the MLP :class:`~vaecourse.models.vae.VAE`, width ``hidden``, KL
+    weight ``beta``; ``beta=1`` is the plain VAE) on the binarized factor images.
+
+    ``epochs`` defaults to the preset's ``factor_epochs``. Metrics, on the training images
+    (disentanglement is a property of the representation of the data): ``mig`` and
+    ``dci_disentanglement``, ``dci_completeness`` of the posterior means against the exact
+    factors (:mod:`vaecourse.disentanglement`), the ``distortion`` E_q[-log p(x | z)] and the
+    ``rate`` KL(q(z | x) || p(z)) (nats per image, one sample) and the ``active_units``.
+    """
+    device = start(preset, seed, device)
+    data, x = factor_set(preset, seed)
+    model = vae_models.VAE(latent, preset.hidden, data_dim=x.shape[1], beta=beta)
+    epochs = resolve_epochs(epochs, preset.factor_epochs)
+    history, seconds = timed_fit(model, shuffled(x, batch_size=preset.batch_size, seed=seed),
+                                 epochs=epochs, device=device, progress=progress)
+    results: dict[str, Value] = {}
+    if evaluate:
+        codes = metrics.mean_codes(model, x)
+        dci = disentanglement.dci(codes, data.factors)
+        parts = metrics.elbo_parts(model, x)
+        results = {"mig": disentanglement.mig(codes, data.factors),
+                   "dci_disentanglement": dci["disentanglement"],
+                   "dci_completeness": dci["completeness"],
+                   "distortion": parts["reconstruction"], "rate": parts["kl"],
+                   "active_units": metrics.active_units(model, x)[0]}
+    provenance = described(preset, device, seed, "betavae", images=len(x), epochs=epochs,
+                           latent=latent, beta=beta)
+    return Run(model, history, results, seconds, provenance, TensorDataset(x, data.factors))
+
+
+def attribute_codes(factor_indices: Tensor) -> Tensor:
+    """The CVAE's condition y: the one-hot values of the :data:`ATTRIBUTES`, concatenated."""
+    return torch.cat([F.one_hot(factor_indices[:, factors.FACTOR_NAMES.index(name)],
+                                len(factors.FACTORS[name])) for name in ATTRIBUTES], -1).float()
+
+
+def attribute_cvae(preset: config.Preset, x: Tensor, factor_indices: Tensor, latent: int,
+                   epochs: int, seed: int, device: torch.device, progress: bool
+                   ) -> tuple[cvae_models.CVAE, train.History, float]:
+    """Chapter 15's CVAE of binarized factor images x given their :func:`attribute_codes`
+    (Attribute2Image; prior N(0, I), so z carries what the attributes leave open: the
+    position), trained as chapter 8's; returns the model, its history and training time."""
+    y = attribute_codes(factor_indices)
+    model = cvae_models.CVAE(x.shape[1], y.shape[1], latent, preset.hidden, learned_prior=False)
+    history, seconds = timed_fit(model, shuffled(x, y, batch_size=preset.batch_size, seed=seed),
+                                 epochs=epochs, device=device, progress=progress)
+    return model, history, seconds
+
+
+def factor_classifier(preset: config.Preset, data: factors.FactorImages, train_index: Tensor,
+                      test_index: Tensor, seed: int, device: torch.device,
+                      progress: bool) -> tuple[classifier_models.FactorClassifier, float]:
+    """The measuring instrument of chapter 15: a :class:`FactorClassifier` (width
+    ``factor_width``) trained for ``edit_epochs`` on the first ``edit_images`` real images of
+    ``train_index``; returns it and its error on the real images ``test_index`` (the fraction
+    of factors it reads wrong)."""
+    net = classifier_models.FactorClassifier(factors.FACTOR_SIZES, preset.factor_width)
+    train_index = train_index[:preset.edit_images]
+    loader = shuffled(data.images[train_index], data.factors[train_index],
+                      batch_size=preset.batch_size, seed=seed)
+    train.fit(net, loader, epochs=preset.edit_epochs, device=device, progress=progress)
+    read = classifier_models.predict_factors(net, data.images[test_index])
+    return net, (read != data.factors[test_index]).float().mean().item()
+
+
+def attrcvae(preset: config.Preset, *, latent: int = 10, samples: int = 1000,
+             epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
+             evaluate: bool = True, progress: bool = True) -> Run:
+    """Chapter 15's attribute-conditioned CVAE (:func:`attribute_cvae`) on the factor images.
+
+    Trained on all but the :data:`HELD_OUT` images, ``epochs`` default ``factor_epochs``.
+    Metrics: ``samples`` images generated with attributes drawn
+    uniformly (seed ``seed + 1``; z ~ N(0, I)) are read by the classifier; ``attribute_error``
+    is the mean over images of the fraction of the requested attributes read differently, with
+    its standard error ``attribute_error_se``, and ``<attribute>_error`` per attribute;
+    ``classifier_error`` is the classifier's own error on the held-out real images.
+    """
+    device = start(preset, seed, device)
+    metrics.check_count("samples", samples)
+    data, x = factor_set(preset, seed)
+    train_index, test_index = held_out_split(len(x), seed)
+    epochs = resolve_epochs(epochs, preset.factor_epochs)
+    model, history, seconds = attribute_cvae(preset, x[train_index], data.factors[train_index],
+                                             latent, epochs, seed, device, progress)
+    results: dict[str, Value] = {}
+    if evaluate:
+        reader, reader_error = factor_classifier(preset, data, train_index, test_index, seed,
+                                                 device, progress)
+        generator = torch.Generator().manual_seed(seed + 1)
+        requested = torch.stack([torch.randint(n, (samples,), generator=generator)
+                                 for n in factors.FACTOR_SIZES], 1)
+        y = attribute_codes(requested).to(device)
+        images = cvae_models.sample(model, y, 1)[0].sigmoid().cpu()
+        read = classifier_models.predict_factors(reader, images.reshape(-1, 1, factors.SIZE,
+                                                                        factors.SIZE))
+        columns = [factors.FACTOR_NAMES.index(name) for name in ATTRIBUTES]
+        wrong = (read[:, columns] != requested[:, columns]).float()
+        mean, se = metrics.mean_and_se(wrong.mean(1))
+        results = {"attribute_error": mean, "attribute_error_se": se,
+                   **{f"{name}_error": wrong[:, i].mean().item()
+                      for i, name in enumerate(ATTRIBUTES)},
+                   "classifier_error": reader_error}
+    provenance = described(preset, device, seed, "attrcvae", images=len(train_index),
+                           test_images=len(test_index), epochs=epochs, latent=latent,
+                           attributes=ATTRIBUTES, samples=samples)
+    return Run(model, history, results, seconds, provenance,
+               TensorDataset(x[test_index], data.factors[test_index]))
+
+
+def edit_pairs(data: factors.FactorImages, attribute: str, seed: int) -> tuple[Tensor, Tensor]:
+    """For each image, a different value of ``attribute`` drawn uniformly (seed ``seed``) and
+    the true image with that value and every other factor kept: (N,) targets, (N, 1, 32, 32)."""
+    k = factors.FACTOR_NAMES.index(attribute)
+    n = factors.FACTOR_SIZES[k]
+    shift = torch.randint(1, n, (len(data),), generator=torch.Generator().manual_seed(seed))
+    target = (data.factors[:, k] + shift) % n
+    edited = data.factors.clone()
+    edited[:, k] = target
+    return target, factors.render(edited)
+
+
+def edit_metrics(images: Tensor, target: Tensor, edited: Tensor, source_factors: Tensor,
+                 reader: classifier_models.FactorClassifier, k: int) -> dict[str, float]:
+    """How well ``images`` (N, 1, 32, 32) edit factor k of ``source_factors`` to ``target``:
+    ``sharpness`` (mean gradient energy, :func:`vaecourse.quality.gradient_energy`) with
+    its s.e.; ``identity_error``, the fraction of the other factors that the reader reads
+    differently from the source's, with its s.e.; ``attribute_error``, the fraction whose edited
+    factor is not read as the target; ``target_error``, the squared error (summed over pixels)
+    to the true edited image ``edited``."""
+    read = classifier_models.predict_factors(reader, images.clamp(0, 1))
+    others = [j for j in range(source_factors.shape[1]) if j != k]
+    sharpness = metrics.mean_and_se(quality.gradient_energy(images))
+    identity = metrics.mean_and_se((read[:, others] != source_factors[:, others]).float().mean(1))
+    return {"sharpness": sharpness[0], "sharpness_se": sharpness[1],
+            "identity_error": identity[0], "identity_error_se": identity[1],
+            "attribute_error": (read[:, k] != target).float().mean().item(),
+            "target_error": (images - edited).pow(2).flatten(1).sum(-1).mean().item()}
+
+
+def flowedit(preset: config.Preset, *, attribute: str = "scale", latent: int = 10,
+             epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
+             evaluate: bool = True, progress: bool = True) -> Run:
+    """Chapter 15's edit of one attribute (one of :data:`EDITS`) by flow, against the latent
+    edit of the attribute CVAE.
+
+    Pairs: each factor image and the true image with ``attribute`` changed (:func:`edit_pairs`,
+    seed ``seed + 1``). The :class:`~vaecourse.models.flow.FlowEditor` (width ``factor_width``)
+    learns to warp the image into its pair; the latent edit encodes the binarized image with its
+    attributes, z = the mean of q(z | x, y), and decodes it with the edited attribute (the
+    Bernoulli means). The CVAE (:func:`attribute_cvae`) trains on all but the :data:`HELD_OUT`
+    images for ``epochs`` (default ``factor_epochs``); the editor and the
+    :func:`factor_classifier` on the first ``edit_images`` of them for ``edit_epochs``. Metrics
+    on the held-out pairs: :func:`edit_metrics` of each edit, prefixed ``flow_`` and
+    ``latent_``, and ``real_sharpness``, that of the true images.
+    """
+    device = start(preset, seed, device)
+    check_choice("attribute", attribute, EDITS)
+    data, x = factor_set(preset, seed)
+    k = factors.FACTOR_NAMES.index(attribute)
+    target, edited = edit_pairs(data, attribute, seed + 1)
+    source = data.factors[:, k]
+    train_index, test_index = held_out_split(len(x), seed)
+    epochs = resolve_epochs(epochs, preset.factor_epochs)
+    editor = flow_models.FlowEditor(factors.FACTOR_SIZES[k], preset.factor_width)
+    pairs = shuffled(*(t[train_index[:preset.edit_images]]
+                       for t in (data.images, source, target, edited)),
+                     batch_size=preset.batch_size, seed=seed)
+    history, seconds = timed_fit(editor, pairs, epochs=preset.edit_epochs, device=device,
+                                 progress=progress)
+    results: dict[str, Value] = {}
+    if evaluate:
+        cvae, _, _ = attribute_cvae(preset, x[train_index], data.factors[train_index], latent,
+                                    epochs, seed, device, progress)
+        reader, reader_error = factor_classifier(preset, data, train_index, test_index, seed,
+                                                 device, progress)
+        test_factors = data.factors[test_index]
+        edited_factors = test_factors.clone()
+        edited_factors[:, k] = target[test_index]
+        with torch.no_grad():
+            flow_images = editor(data.images[test_index].to(device), source[test_index].to(device),
+                                 target[test_index].to(device)).cpu()
+            mu, _ = cvae.recognition(x[test_index].to(device),
+                                     attribute_codes(test_factors).to(device))
+            latent_images = cvae.decode(mu, attribute_codes(edited_factors).to(device)).sigmoid()
+        latent_images = latent_images.cpu().reshape(flow_images.shape)
+        for name, images in (("flow", flow_images), ("latent", latent_images)):
+            scores = edit_metrics(images, target[test_index], edited[test_index], test_factors,
+                                  reader, k)
+            results.update({f"{name}_{key}": value for key, value in scores.items()})
+        results["real_sharpness"] = quality.gradient_energy(edited[test_index]).mean().item()
+        results["classifier_error"] = reader_error
+    provenance = described(preset, device, seed, "flowedit", attribute=attribute,
+                           images=len(train_index), test_images=len(test_index), epochs=epochs,
+                           edit_images=min(preset.edit_images, len(train_index)),
+                           edit_epochs=preset.edit_epochs, width=preset.factor_width,
+                           latent=latent)
+    return Run(editor, history, results, seconds, provenance,
+               TensorDataset(data.images[test_index], source[test_index], target[test_index],
+                             edited[test_index]))
+
+
+def labelled_subset(labels: Tensor, per_class: int, seed: int) -> Tensor:
+    """Indices of ``per_class`` images of every class, drawn without replacement (seed ``seed``):
+    chapter 16's labelled set."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in range(classifier_models.CLASSES):
+        members = (labels == label).nonzero().flatten()
+        if len(members) <= per_class:
+            raise ValueError(f"{per_class} labels per class need more than {per_class} training "
+                             f"digits of each class (the rest are unlabelled), got "
+                             f"{len(members)} of class {label}")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(chosen)
+
+
+def m2_loss(model: m2_models.M2, batch: tuple[Tensor, Tensor, Tensor]
+            ) -> tuple[Tensor, dict[str, float]]:
+    """M2's J^alpha of a batch ``(labelled images, labels, unlabelled images)``."""
+    return model.loss(*batch)
+
+
+def labels_only_loss(model: m2_models.M2, batch: tuple[Tensor, Tensor, Tensor]
+                     ) -> tuple[Tensor, dict[str, float]]:
+    """The baseline: -log q(y | x) of the labelled images of the batch only (the classifier of
+    M2 alone; the unlabelled images are ignored)."""
+    x, y, _ = batch
+    loss = m2_models.classification_loss(model.classify(x), y).mean()
+    return loss, {"loss": loss.item()}
+
+
+def m2(preset: config.Preset, *, labels: int = 100, alpha: float = 10.0, latent: int = 5,
+       epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
+       evaluate: bool = True, progress: bool = True) -> Run:
+    """Chapter 16's M2 (Kingma et al. 2014) on the embedded MNIST digits with ``labels`` labels
+    (as many per class, drawn with ``seed``), the other training digits unlabelled, all
+    binarized once (test digits: seed ``seed + 1``).
+
+    Width ``hidden``, Adam (lr 1e-3), ``epochs`` default ``m2_epochs``. Each batch pairs
+    ``batch_size`` unlabelled digits with as many labelled ones (the labelled set cycled).
+    ``alpha`` weighs the classification term per labelled digit; Kingma et al.'s 0.1 N on sums
+    over N digits is 0.1 ``labels`` per digit. A small ``latent`` leaves the class to y (with
+    20 latents z carries it too, and M2 fell below the baseline). The baseline is the same
+    classifier network trained on the same labelled batches alone (:func:`labels_only_loss`),
+    same seed and epochs.
+    Metrics on the test digits: ``test_accuracy`` (M2's q(y | x)) and ``baseline_accuracy``,
+    each with its binomial standard error (``_se``).
+    """
+    device = start(preset, seed, device)
+    if not isinstance(labels, int) or labels < classifier_models.CLASSES \
+            or labels % classifier_models.CLASSES:
+        raise ValueError(f"labels must be a positive multiple of {classifier_models.CLASSES} "
+                         f"(as many per class), got {labels!r}")
+    data = mnist.load_mnist("embedded", train_size=preset.train_size, test_size=preset.test_size)
+    x_train = mnist.binarize_fixed(data.x_train, seed)
+    x_test = mnist.binarize_fixed(data.x_test, seed + 1)
+    labelled = labelled_subset(data.y_train, labels // classifier_models.CLASSES, seed)
+    unlabelled = torch.ones(len(x_train), dtype=torch.bool)
+    unlabelled[labelled] = False
+    x_unlabelled = x_train[unlabelled]
+    cycled = labelled[torch.arange(len(x_unlabelled)) % len(labelled)]
+    batches = shuffled(x_train[cycled], data.y_train[cycled], x_unlabelled,
+                       batch_size=preset.batch_size, seed=seed)
+    epochs = resolve_epochs(epochs, preset.m2_epochs)
+    model = m2_models.M2(x_train.shape[1], classifier_models.CLASSES, latent, preset.hidden,
+                         alpha)
+    history, seconds = timed_fit(model, batches, epochs=epochs, loss_fn=m2_loss, device=device,
+                                 progress=progress)
+    baseline = m2_models.M2(x_train.shape[1], classifier_models.CLASSES, latent, preset.hidden)
+    timed_fit(baseline, batches, epochs=epochs, loss_fn=labels_only_loss, device=device,
+              progress=progress)
+    results: dict[str, Value] = {}
+    if evaluate:
+        for name, net in (("test_accuracy", model), ("baseline_accuracy", baseline)):
+            with torch.no_grad():
+                predicted = net.classify(x_test.to(device)).argmax(-1).cpu()
+            results[name], results[f"{name}_se"] = metrics.mean_and_se(
+                (predicted == data.y_test).float())
+    provenance = described(preset, device, seed, "m2", data=data.source,
+                           train_digits=len(x_train), labels=labels, test_digits=len(x_test),
+                           epochs=epochs, latent=latent, alpha=alpha)
+    return Run(model, history, results, seconds, provenance, TensorDataset(x_test, data.y_test))
+
+
 RECIPES: dict[str, Callable[..., Run]] = {
     "autoencoder": autoencoder,
     "vae": vae,
@@ -729,7 +1043,13 @@ RECIPES: dict[str, Callable[..., Run]] = {
     "cvae": cvae,
     "colorization": colorization,
     "forecasting": forecasting,
+    # chapters 11-13
     "gan": gan,
     "vaegan": vaegan,
     "aae": aae,
+    # chapters 14-16
+    "betavae": betavae,
+    "attrcvae": attrcvae,
+    "flowedit": flowedit,
+    "m2": m2,
 }

@@ -1,4 +1,5 @@
-"""A small convolutional digit classifier: the measuring instrument of chapter 6 and Part IV.
+"""Classifiers that measure: the digit classifier of chapter 6 and Part IV, the factor
+classifier of chapters 14 and 15 (:class:`FactorClassifier`).
 
 Chapter 6 asks whether reconstructions keep their class, which classes prior samples fall into
 and how the class changes along an interpolation or an edit. A person can look at a figure; the
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaecourse import config
 from vaecourse.data import mnist
 
 CLASSES = 10
@@ -64,3 +66,51 @@ def predict(classifier: nn.Module, images: Tensor, batch_size: int = 1000) -> tu
                        for chunk in images.flatten(1).split(batch_size)])
     confidence, label = probs.max(-1)
     return label, confidence
+
+
+class FactorClassifier(nn.Module):
+    """Reads every factor of a 32x32 factor image (chapters 14 and 15): one softmax per factor.
+
+    The measuring instrument of the attribute chapters, trained on real images
+    (:mod:`vaecourse.data.factors`): two 5x5 convolutions of ``width`` and ``2 * width``
+    channels with max pooling, a hidden layer of ``hidden`` units, then ``sum(sizes)`` logits,
+    ``sizes[k]`` for factor k. ``loss(batch)`` is the sum over factors of the cross-entropies
+    of a batch ``(images, factors)``.
+    """
+
+    def __init__(self, sizes: tuple[int, ...], width: int = 16, hidden: int = 128):
+        super().__init__()
+        self.sizes = tuple(sizes)
+        self.net = nn.Sequential(  # 1x32x32 -> w x 16 x 16 -> 2w x 8 x 8 -> hidden -> sum(sizes)
+            nn.Conv2d(1, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * 8 * 8, hidden), nn.ReLU(),
+            nn.Linear(hidden, sum(self.sizes)),
+        )
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        """One tensor of logits (B, sizes[k]) per factor k, for images (B, 1, 32, 32)."""
+        return self.net(images).split(self.sizes, dim=-1)
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Sum over the factors of the cross-entropy, and the mean accuracy over factors."""
+        images, factors = batch
+        logits = self(images)
+        loss = sum(F.cross_entropy(lk, factors[:, k]) for k, lk in enumerate(logits))
+        accuracy = torch.stack([(lk.argmax(-1) == factors[:, k]).float().mean()
+                                for k, lk in enumerate(logits)]).mean()
+        return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
+
+
+@torch.no_grad()
+def predict_factors(classifier: FactorClassifier, images: Tensor, batch_size: int = 1000
+                    ) -> Tensor:
+    """The most probable value of every factor, (N, K) int64, for images (N, 1, 32, 32) in [0, 1].
+
+    The classifier is put in eval mode; the images go to its device in batches.
+    """
+    mnist.check_unit(images)
+    classifier.eval()
+    device = config.module_device(classifier)
+    return torch.cat([torch.stack([lk.argmax(-1) for lk in classifier(chunk.to(device))], 1).cpu()
+                      for chunk in images.split(batch_size)])

@@ -38,7 +38,7 @@ class VAE(nn.Module):
         super().__init__()
         check_objective(objective, k, beta, free_bits)
         self.latent, self.objective, self.k = latent, objective, k
-        self.beta, self.free_bits = beta, free_bits
+        self.beta, self.free_bits, self.data_dim = beta, free_bits, data_dim
         self.encoder = nn.Sequential(
             nn.Linear(data_dim, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
@@ -125,11 +125,13 @@ def check_objective(objective: str, k: int, beta: float, free_bits: float) -> No
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
 
 
-def check_binary_images(x: Tensor) -> Tensor:
-    """Flatten ``x`` to (B, 784) and check that it holds binary pixels (a Bernoulli likelihood)."""
+def check_binary_images(x: Tensor, data_dim: int = DATA_DIM) -> Tensor:
+    """Flatten ``x`` to (B, data_dim) (MNIST: 784) and check that it holds binary pixels (a
+    Bernoulli likelihood)."""
     x = x.flatten(1)
-    if x.shape[1] != DATA_DIM:
-        raise ValueError(f"x must hold 28x28 images, got shape {tuple(x.shape)}")
+    if x.shape[1] != data_dim:
+        shown = "28x28 images" if data_dim == DATA_DIM else f"images of {data_dim} pixels"
+        raise ValueError(f"x must hold {shown}, got shape {tuple(x.shape)}")
     if not torch.all((x == 0) | (x == 1)):
         raise ValueError("x must be binarized (pixels 0 or 1) for a Bernoulli likelihood")
     return x
@@ -150,7 +152,7 @@ def negative_elbo(model: VAE, x: Tensor, generator: torch.Generator | None = Non
 
     Returns ``(-ELBO, reconstruction term, KL per latent dimension of shape (B, D))``.
     """
-    x = check_binary_images(x)
+    x = check_binary_images(x, model.data_dim)
     mu, logvar = model.encode(x)
     z = gaussian.reparameterize(mu, logvar, generator=generator)
     recon = reconstruction_nll(model.decode(z), x)
@@ -179,7 +181,7 @@ def log_weights(model: VAE, x: Tensor, k: int, generator: torch.Generator | None
 
     Samples in the last dimension, the convention of :mod:`vaecourse.estimators`.
     """
-    x = check_binary_images(x)
+    x = check_binary_images(x, model.data_dim)
     mu, logvar = model.encode(x)
     zeros = torch.zeros_like(mu)
     return estimators.gaussian_log_weights(lambda z: -reconstruction_nll(model.decode(z), x),
