@@ -161,17 +161,6 @@ def test_bad_arguments_are_clear_errors(call, message):
         call()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "aae", "--prior", "gaussian"], "invalid choice: 'gaussian'"),
-    (["train", "vaegan", "--layer", "3"], "invalid choice: 3"),
-    (["train", "vaegan", "--gamma", "-1"], "expected a number >= 0, got -1"),
-    (["train", "gan", "--latent", "0"], "expected an int >= 1, got 0"),
-    (["train", "vaegan", "--similarity", "pixels"], "invalid choice: 'pixels'"),
-])
-def test_bad_options_are_clear_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaecourse import config, metrics, recipes
+from vaecourse import config, metrics, recipes, sample_quality
 from vaecourse.data import factors
 from vaecourse.models import classifier, flow, m2, vae
 
@@ -161,7 +161,7 @@ def test_edit_metrics_of_perfect_and_of_missing_edits():
     assert perfect["identity_error"] == 0 and perfect["attribute_error"] == 0
     assert perfect["target_error"] == 0
     assert perfect["sharpness"] == pytest.approx(
-        recipes.sample_quality.gradient_energy(edited).mean().item())
+        sample_quality.gradient_energy(edited).mean().item())
     unedited = recipes.edit_metrics(data.images, target, edited, data.factors, reader, k)
     assert unedited["identity_error"] == 0 and unedited["attribute_error"] == 1
     assert unedited["target_error"] > 0
