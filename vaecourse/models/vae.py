@@ -125,6 +125,12 @@ def check_objective(objective: str, k: int, beta: float, free_bits: float) -> No
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
 
 
+def pixels(model: nn.Module) -> int:
+    """The pixels per image of ``model``: its ``data_dim``, else MNIST's 784 (a model written
+    with the VAE's interface only, such as a problem set's, need not say)."""
+    return getattr(model, "data_dim", DATA_DIM)
+
+
 def check_binary_images(x: Tensor, data_dim: int = DATA_DIM) -> Tensor:
     """Flatten ``x`` to (B, data_dim) (MNIST: 784) and check that it holds binary pixels (a
     Bernoulli likelihood)."""
@@ -152,7 +158,7 @@ def negative_elbo(model: VAE, x: Tensor, generator: torch.Generator | None = Non
 
     Returns ``(-ELBO, reconstruction term, KL per latent dimension of shape (B, D))``.
     """
-    x = check_binary_images(x, model.data_dim)
+    x = check_binary_images(x, pixels(model))
     mu, logvar = model.encode(x)
     z = gaussian.reparameterize(mu, logvar, generator=generator)
     recon = reconstruction_nll(model.decode(z), x)
@@ -181,7 +187,7 @@ def log_weights(model: VAE, x: Tensor, k: int, generator: torch.Generator | None
 
     Samples in the last dimension, the convention of :mod:`vaecourse.estimators`.
     """
-    x = check_binary_images(x, model.data_dim)
+    x = check_binary_images(x, pixels(model))
     mu, logvar = model.encode(x)
     zeros = torch.zeros_like(mu)
     return estimators.gaussian_log_weights(lambda z: -reconstruction_nll(model.decode(z), x),
