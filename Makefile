@@ -9,7 +9,7 @@ CHAPTERS ?= $(wildcard book/*.ipynb)
 ASSIGNMENTS := $(notdir $(wildcard solutions/ps*))
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: book test lab lab-instructor pdf release execute check-python clean
+.PHONY: book test lab lab-instructor pdf release execute benchmarks check-python clean
 
 check-python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -86,6 +86,20 @@ execute: $(VENV)/.installed
 	@case "$(PRESET)" in smoke|cpu|book|gpu) ;; *) echo "error: PRESET must be smoke, cpu, book or gpu, got '$(PRESET)'"; exit 1;; esac
 	VAECOURSE_PRESET=$(PRESET) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=3600 $(CHAPTERS)
+
+# The benchmark tables quoted in README.md: each script's output under one preset over SEEDS seeds.
+BENCHMARKS := vae_mnist colorization forecasting
+BENCH_PRESET ?= cpu
+SEEDS ?= 3
+
+benchmarks: $(VENV)/.installed
+	@case "$(BENCH_PRESET)" in cpu|gpu) ;; *) echo "error: BENCH_PRESET must be cpu or gpu, got '$(BENCH_PRESET)'"; exit 1;; esac
+	mkdir -p benchmarks/results
+	for b in $(BENCHMARKS); do \
+		(cd benchmarks && ../$(BIN)/python $$b.py --preset $(BENCH_PRESET) --seeds $(SEEDS)) \
+			> benchmarks/results/$$b-$(BENCH_PRESET).md.part || exit 1; \
+		mv benchmarks/results/$$b-$(BENCH_PRESET).md.part benchmarks/results/$$b-$(BENCH_PRESET).md; \
+	done
 
 clean:
 	rm -rf _build

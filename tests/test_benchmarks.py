@@ -135,3 +135,21 @@ def test_factors_benchmark_reports_mean_and_se_over_seeds():
     assert any(line.startswith("- beta-VAE minus VAE, MIG: ") and "s.e.)" in line
                for line in lines), done.stdout
     assert any(line.startswith("- M2 minus labels-only, test accuracy: ") for line in lines)
+
+
+def test_readme_quotes_the_stored_benchmark_tables():
+    """README's benchmark tables are the files `make benchmarks` stores, not typed by hand: each
+    stored result appears in README verbatim, came from a run over three seeds, and README
+    quotes no other table under its Benchmarks heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    stored = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
+    assert stored, "benchmarks/results holds no table: run make benchmarks"
+    for path in stored:
+        text = path.read_text().strip()
+        script, preset = path.stem.rsplit("-", 1)
+        assert f"{script}.py" in SCRIPTS and text.startswith("machine: ")
+        assert f"preset: {preset}" in text and "[0, 1, 2]" in text, path.name
+        assert text in section, f"README's Benchmarks section does not quote {path.name} as stored"
+    quoted = section.count("\n|---")
+    assert quoted == sum(p.read_text().count("\n|---") for p in stored), quoted
