@@ -150,13 +150,18 @@ def test_edit_pairs_change_one_attribute_only(attribute):
 def test_edit_metrics_of_perfect_and_of_missing_edits():
     """With a perfect reader: the true edited images have no identity, attribute or target
     error and the sharpness of the real images; the unedited sources keep their identity but
-    miss every requested attribute value."""
+    miss every requested attribute value; edits that also change the thickness hit the target
+    but lose one of the five other factors."""
     data = factor_images(40)
-    k = factors.FACTOR_NAMES.index("scale")
+    k, t = factors.FACTOR_NAMES.index("scale"), factors.FACTOR_NAMES.index("thickness")
     target, edited = recipes.edit_pairs(data, "scale", seed=1)
-    both = factors.FactorImages(torch.cat([data.images, edited]), torch.cat(
-        [data.factors, data.factors.index_put((torch.arange(40), torch.tensor(k)), target)]))
-    reader = LookupReader(both)
+    edited_factors = data.factors.index_put((torch.arange(40), torch.tensor(k)), target)
+    drifted_factors = edited_factors.clone()
+    drifted_factors[:, t] = (drifted_factors[:, t] + 1) % factors.FACTOR_SIZES[t]
+    drifted = factors.render(drifted_factors)
+    reader = LookupReader(factors.FactorImages(torch.cat([data.images, edited, drifted]),
+                                               torch.cat([data.factors, edited_factors,
+                                                          drifted_factors])))
     perfect = recipes.edit_metrics(edited, target, edited, data.factors, reader, k)
     assert perfect["identity_error"] == 0 and perfect["attribute_error"] == 0
     assert perfect["target_error"] == 0
@@ -165,6 +170,8 @@ def test_edit_metrics_of_perfect_and_of_missing_edits():
     unedited = recipes.edit_metrics(data.images, target, edited, data.factors, reader, k)
     assert unedited["identity_error"] == 0 and unedited["attribute_error"] == 1
     assert unedited["target_error"] > 0
+    drift = recipes.edit_metrics(drifted, target, edited, data.factors, reader, k)
+    assert drift["identity_error"] == pytest.approx(1 / 5) and drift["attribute_error"] == 0
 
 
 def test_labelled_subset_draws_as_many_of_every_class():
