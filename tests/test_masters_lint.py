@@ -204,16 +204,18 @@ def outside_names(source):
     return sorted(used - defined - set(dir(builtins)))
 
 
-def test_every_hidden_test_is_a_probe_and_a_check(master):
-    """Every hidden section has exactly the form the grader decides outside the student's process
-    (book/instructors.md, "Hidden tests: probe and check"): imports and functions, ``probe`` and
-    ``check`` among them, ending in ``check(roundtrip(probe()))``; and its check uses only what
-    the section imports and defines (it runs in the grader's process, without the notebook)."""
+def test_every_test_cell_is_a_probe_and_a_check(master):
+    """Every test cell has hidden tests in the only form the grader decides outside the student's
+    process (book/instructors.md, "Hidden tests: probe and check"): imports and functions,
+    ``probe`` and ``check`` among them, ending in ``check(roundtrip(probe()))``; and the check
+    uses only what the section imports and defines (it runs in the grader's process, without
+    the notebook)."""
     path, nb = master
     for cell in graded_code_cells(nb):
-        if "### BEGIN HIDDEN TESTS" not in cell.source:
-            continue
         test = nbgrader(cell)["grade_id"]
+        assert "### BEGIN HIDDEN TESTS" in cell.source, (
+            f"{path}, '{test}': a test cell without hidden tests is decided by its visible asserts "
+            "in the student's kernel; add a probe and a check")
         try:
             hidden = hidden_tests(test, cell.source)
         except (ValueError, SyntaxError) as err:
