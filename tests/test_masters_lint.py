@@ -220,11 +220,12 @@ def test_every_test_cell_is_a_probe_and_a_check(master):
             hidden = hidden_tests(test, cell.source)
         except (ValueError, SyntaxError) as err:
             pytest.fail(f"{path}: {err}")
-        assert "def check(" not in hidden.probe, f"{path}, '{test}': the probe must not hold the check"
-        assert "def probe(" not in hidden.check, f"{path}, '{test}': the check must not hold the probe"
+        where = f"{path}, '{test}'"
+        assert "def check(" not in hidden.probe, f"{where}: the probe must not hold the check"
+        assert "def probe(" not in hidden.check, f"{where}: the check must not hold the probe"
         unknown = outside_names(hidden.check)
-        assert not unknown, (f"{path}, '{test}': the check uses {unknown}, which its hidden section "
-                             "neither imports nor defines")
+        assert not unknown, (f"{where}: the check uses {unknown}, which its hidden section neither "
+                             "imports nor defines")
 
 
 def test_instructors_table_states_the_masters_points():
