@@ -2,7 +2,9 @@
 fair grade needs. No notebook is executed."""
 
 import ast
+import builtins
 import re
+import symtable
 
 import nbformat
 import pytest
@@ -188,17 +190,42 @@ def test_question_map_gives_every_question_a_kind_and_its_points(master):
                                                   f"questions, has {sorted(kinds)}"
 
 
-def test_hidden_probe_and_check_are_well_formed(master):
-    """A hidden section that defines ``probe`` (the grader's probe/check form, see
-    book/instructors.md) has exactly the shape the grader reads; ps0 is written that way."""
+def outside_names(source):
+    """The names that code reads at module level or as globals of its functions (and classes)
+    without importing, defining or assigning them, builtins excepted."""
+    module = symtable.symtable(source, "<check>", "exec")
+    defined = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()}
+    tables, used = [module], set()
+    while tables:
+        table = tables.pop()
+        tables.extend(table.get_children())
+        used |= {s.get_name() for s in table.get_symbols() if s.is_referenced()
+                 and (not s.is_assigned() if table is module else s.is_global())}
+    return sorted(used - defined - set(dir(builtins)))
+
+
+def test_every_test_cell_is_a_probe_and_a_check(master):
+    """Every test cell has hidden tests in the only form the grader decides outside the student's
+    process (book/instructors.md, "Hidden tests: probe and check"): imports and functions,
+    ``probe`` and ``check`` among them, ending in ``check(roundtrip(probe()))``; and the check
+    uses only what the section imports and defines (it runs in the grader's process, without
+    the notebook)."""
     path, nb = master
     for cell in graded_code_cells(nb):
-        if "def probe(" in cell.source:
-            hidden = hidden_tests(nbgrader(cell)["grade_id"], cell.source)  # ValueError if not
-            assert "def check(" not in hidden.probe, f"{path}: the probe must not hold the check"
-            assert "def probe(" not in hidden.check, f"{path}: the check must not hold the probe"
-    if path.name == "ps0_warmup.ipynb":
-        assert all("def probe(" in c.source for c in graded_code_cells(nb))
+        test = nbgrader(cell)["grade_id"]
+        assert "### BEGIN HIDDEN TESTS" in cell.source, (
+            f"{path}, '{test}': a test cell without hidden tests is decided by its visible asserts "
+            "in the student's kernel; add a probe and a check")
+        try:
+            hidden = hidden_tests(test, cell.source)
+        except (ValueError, SyntaxError) as err:
+            pytest.fail(f"{path}: {err}")
+        where = f"{path}, '{test}'"
+        assert "def check(" not in hidden.probe, f"{where}: the probe must not hold the check"
+        assert "def probe(" not in hidden.check, f"{where}: the check must not hold the probe"
+        unknown = outside_names(hidden.check)
+        assert not unknown, (f"{where}: the check uses {unknown}, which its hidden section neither "
+                             "imports nor defines")
 
 
 def test_instructors_table_states_the_masters_points():
