@@ -11,16 +11,26 @@
 
 A re-run resumes: a student whose notebooks are unchanged since their last successful grading
 keeps it (the score is read again from the gradebook, so manual grades show up).
+
+No process outlives the grader: SIGTERM, SIGHUP and Ctrl-C stop it at once (:func:`stopping`),
+killing its workers; a worker dies with the grader however the grader dies (:func:`die_with`);
+and every sandbox dies with the worker that started it (bwrap's ``--die-with-parent``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +57,8 @@ from vaecourse.grading.notebook import (
 from vaecourse.grading.verdict import Hidden, decide, hidden_tests, probe_values
 
 FIELDS = ("student", "score", "max_score", "status", "reason")
+PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for this process when its parent dies
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -255,8 +267,9 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
                             list(notebooks.values()), deadline))
             continue
         pending.append(entry)
-    with ProcessPoolExecutor(min(jobs, max(1, len(pending))), mp_context=get_context("spawn")) \
-            as pool:
+    pool = ProcessPoolExecutor(min(jobs, max(1, len(pending))), mp_context=get_context("spawn"),
+                               initializer=die_with, initargs=(os.getpid(),))
+    with stopping(pool):
         futures = {pool.submit(execute_student, a, entry): entry for entry in pending}
         for future in tqdm(as_completed(futures), total=len(futures),
                            desc=f"grading {assignment}", unit="student"):
@@ -275,6 +288,40 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
                 save_progress(out / "progress.jsonl", entry.safe, digest(outcome.notebooks),
                               notes, tampered)
     return rows.sorted()
+
+
+def die_with(grader: int) -> None:
+    """A worker's start: die (SIGKILL) as soon as the grading process ``grader`` dies, even by
+    SIGKILL, and leave Ctrl-C to the grader, which stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != grader:  # the grader died before prctl
+        os._exit(1)
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: stop grading as Ctrl-C does."""
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def stopping(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """Run the pool; on SIGTERM, SIGHUP, Ctrl-C or any error, kill its workers at once (their
+    sandboxes die with them) instead of waiting for the students they are grading. The rows
+    appended so far stay, so a re-run resumes."""
+    main = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS} if main else {}
+    try:
+        yield
+    except BaseException:
+        for process in list(pool._processes.values()):  # noqa: SLF001 (kill_workers in 3.14)
+            process.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def has_submission(out: Path, assignment: str, student: str) -> bool:
