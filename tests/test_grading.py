@@ -151,14 +151,14 @@ HOSTILE = {  # student -> (answer cell -> source), {out}, {subs}, {root}, {home}
 def _blank_tests(lines):
     return ["pass\\n"] if any("assert" in line for line in lines) else lines
 get_ipython().input_transformers_cleanup.append(_blank_tests)
-"""},
+""" + WRONG_LOG_NORMAL},
     "h_ast_transformer": {"log_normal": """
 import ast
 class _NoAsserts(ast.NodeTransformer):
     def visit_Assert(self, node):
         return ast.Pass()
 get_ipython().ast_transformers.append(_NoAsserts())
-"""},
+""" + WRONG_LOG_NORMAL},
     "h_patched": {"log_normal": """
 torch.allclose = lambda *args, **kwargs: True
 torch.isclose = lambda *args, **kwargs: torch.tensor(True)
