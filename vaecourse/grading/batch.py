@@ -3,8 +3,8 @@
 :func:`grade` prepares the course directory, then, for every student folder:
 
 1. :func:`execute_student` (in ``--jobs`` worker processes) checks the submission, runs it in
-   its sandbox (:mod:`vaecourse.grading.kernel`), runs the hidden tests' probes in a second,
-   fresh sandbox and decides them (:mod:`vaecourse.grading.verdict`);
+   its sandbox (:mod:`vaecourse.grading.kernel`) and, at the same time, the hidden tests' probes
+   in a second, fresh sandbox, and decides them (:mod:`vaecourse.grading.verdict`);
 2. :func:`book` (in the grading process, one student at a time) records the result in nbgrader's
    gradebook, rejects impossible scores, flags manual scores that appeared, checks the grader's
    own files, writes the feedback and appends the row to ``grades.csv``.
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing import get_context
@@ -129,6 +129,18 @@ def timeouts(nb: NotebookNode, notebook: str) -> list[str]:
     return [f"timeout in {', '.join(names)}"] if names else []
 
 
+def start_probes(probing: ThreadPoolExecutor, a: Assignment, notebook: str, nb: NotebookNode,
+                 folder: Path) -> Future | None:
+    """Start the probes of ``notebook``'s hidden tests in a fresh sandbox of ``folder`` (nothing
+    the kernel writes reaches it), alongside the kernel: they need only the cells' sources.
+    None when the notebook has no hidden tests."""
+    if not a.hidden[notebook]:
+        return None
+    return probing.submit(probe_values, probe_cells(nb), a.hidden[notebook], folder,
+                          sandbox.command(folder, a.limits, sandboxed=a.sandboxed),
+                          a.limits.cell_seconds, a.limits.notebook_seconds)
+
+
 def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
     """Check one student's notebooks, run them in the sandbox and decide their hidden tests."""
     notebooks, problem = layout.find_notebooks(entry.folder, list(a.releases))
@@ -150,18 +162,15 @@ def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
         work, probe = (scratch / Path(name).stem / d for d in ("work", "probe"))
         for folder in (work, probe):
             folder.mkdir(parents=True)
-        # the kernel's sockets: a short path (a Unix socket's path has at most 107 bytes)
-        with tempfile.TemporaryDirectory(prefix="vaecourse-kernel-") as run:
+        with ThreadPoolExecutor(1) as probing, \
+                tempfile.TemporaryDirectory(prefix="vaecourse-kernel-") as run:  # a short path
+            probes = start_probes(probing, a, name, nb, probe)
             nb, stop = execute(nb, work, Path(run), a.limits, a.sandboxed)
+            verdicts = {v.test: v for v in decide(a.hidden[name], probes.result() if probes
+                                                  else {})}
         if stop:
             outcome.problem = stop
             break
-        verdicts = {}
-        if a.hidden[name]:  # a fresh folder: nothing the kernel left there
-            prefix = sandbox.command(probe, a.limits, sandboxed=a.sandboxed)
-            values = probe_values(probe_cells(nb), a.hidden[name], probe, prefix,
-                                  a.limits.cell_seconds, a.limits.notebook_seconds)
-            verdicts = {v.test: v for v in decide(a.hidden[name], values)}
         record_verdicts(nb, verdicts)
         outcome.notes += timeouts(nb, name)
         outcome.executed[name] = nb
