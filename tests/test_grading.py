@@ -17,13 +17,17 @@ import io
 import os
 import re
 import shutil
+import signal
 import site
 import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
+import psutil
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 from notebooks import ROOT, without_solution_markers
@@ -147,14 +151,14 @@ HOSTILE = {  # student -> (answer cell -> source), {out}, {subs}, {root}, {home}
 def _blank_tests(lines):
     return ["pass\\n"] if any("assert" in line for line in lines) else lines
 get_ipython().input_transformers_cleanup.append(_blank_tests)
-"""},
+""" + WRONG_LOG_NORMAL},
     "h_ast_transformer": {"log_normal": """
 import ast
 class _NoAsserts(ast.NodeTransformer):
     def visit_Assert(self, node):
         return ast.Pass()
 get_ipython().ast_transformers.append(_NoAsserts())
-"""},
+""" + WRONG_LOG_NORMAL},
     "h_patched": {"log_normal": """
 torch.allclose = lambda *args, **kwargs: True
 torch.isclose = lambda *args, **kwargs: torch.tensor(True)
@@ -569,8 +573,8 @@ def test_jobs_change_nothing(graded, tmp_path):
         shutil.copytree(graded.subs / student, tmp_path / "subs" / student)
     results = grading.grade(PS, tmp_path / "subs", tmp_path / "out",
                             grading.Limits(cell_seconds=TIMEOUT), root=ROOT, jobs=1)
-    assert [(r.student, str(r.score), r.status) for r in results] == [
-        (s, graded.rows[s]["score"], graded.rows[s]["status"]) for s in sorted(students)]
+    assert [[str(v) for v in grading.batch.row(r)] for r in results] == [
+        list(graded.rows[s].values()) for s in sorted(students)]
 
 
 def test_without_bubblewrap_grading_stops_with_what_to_install(monkeypatch, tmp_path, capsys):
@@ -586,3 +590,73 @@ def test_the_opt_out_grades_unsandboxed_and_says_so_in_every_row(graded, tmp_pat
                             grading.Limits(cell_seconds=TIMEOUT), root=ROOT, sandboxed=False)
     assert [(r.score, r.status) for r in results] == [(3.0, "graded")]
     assert "graded unsandboxed" in results[0].reason
+
+
+def running(processes):
+    """The processes of ``processes`` still running (a zombie has finished)."""
+    alive = []
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+    return alive
+
+
+def mentioning(text):
+    """Every process whose command line mentions ``text``."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(text in arg for arg in p.info["cmdline"] or []):
+            found.append(p)
+    return running(found)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_stopping_the_grader_stops_every_process_and_a_rerun_resumes(tmp_path, stop):
+    """SIGTERM (the grader stops its workers) or SIGKILL (the workers die with it) while a
+    sandboxed kernel loops: the grader, its worker, the kernel and its sandbox are gone within
+    seconds, the rows so far are kept and the same command resumes."""
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    for student, nb in (("a_honest", filled(*ALL)), ("b_loop", SUBMISSIONS["loop"]())):
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, subs / student / f"{PS}.ipynb")
+    command = [sys.executable, "-m", "vaecourse", "grade", PS, str(subs), "--out", str(out),
+               "--jobs", "1", "--memory", str(MEMORY_MB)]
+    grader = psutil.Popen([*command, "--timeout", "600"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    try:
+        csv_path = out / "grades.csv"
+        while "a_honest" not in (csv_path.read_text() if csv_path.exists() else "") or not [
+                p for p in mentioning(str(out / "scratch" / "b_loop"))
+                if "ipykernel_launcher" in p.cmdline()]:
+            assert grader.poll() is None and time.monotonic() - start < 300, grader.stderr.read()
+            time.sleep(0.5)
+        time.sleep(3)  # into the loop, or close to it
+        before = csv_path.read_text()
+        assert "b_loop" not in before
+        processes = grader.children(recursive=True)
+        assert any("bwrap" in p.name() for p in processes), [p.cmdline() for p in processes]
+        grader.send_signal(stop)
+        assert grader.wait(timeout=10) != 0
+        if stop == signal.SIGTERM:
+            assert "stopped by SIGTERM" in grader.stderr.read()
+        deadline = time.monotonic() + 5
+        while (running(processes) or mentioning(str(tmp_path))) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:  # a failed assertion above must not leave the grader running
+        if grader.poll() is None:
+            grader.kill()
+    assert running(processes) == [] and mentioning(str(tmp_path)) == []
+    assert csv_path.read_text() == before
+
+    rerun = subprocess.run([*command, "--timeout", str(TIMEOUT)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    with open(csv_path, newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert rows["a_honest"]["score"] == "8.0" and rows["a_honest"]["status"] == "graded"
+    assert "timeout in log_mean_exp" in rows["b_loop"]["reason"], rows["b_loop"]
+    graded_once = [line for line in (out / "progress.jsonl").read_text().splitlines()
+                   if '"a_honest"' in line]
+    assert len(graded_once) == 1, "the re-run graded a_honest again instead of resuming"

@@ -198,9 +198,13 @@ def run_grade(args: argparse.Namespace) -> str:
     from vaecourse import grading
 
     limits = grading.Limits(**{f.name: getattr(args, f.name) for f in fields(grading.Limits)})
-    results = grading.grade(args.assignment, args.submissions, args.out, limits, args.deadline,
-                            jobs=args.jobs, sandboxed=not args.unsandboxed)
     out = args.out or Path("grading") / args.assignment
+    try:
+        results = grading.grade(args.assignment, args.submissions, args.out, limits,
+                                args.deadline, jobs=args.jobs, sandboxed=not args.unsandboxed)
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP: every worker is stopped
+        raise SystemExit(f"grading {err or 'interrupted'}: the rows graded so far are in "
+                         f"{out / 'grades.csv'}; the same command resumes") from None
     print(f"grades in {out / 'grades.csv'}, feedback in {out / 'feedback'}", file=sys.stderr)
     return grading.table(results)
 

@@ -3,25 +3,35 @@
 :func:`grade` prepares the course directory, then, for every student folder:
 
 1. :func:`execute_student` (in ``--jobs`` worker processes) checks the submission, runs it in
-   its sandbox (:mod:`vaecourse.grading.kernel`), runs the hidden tests' probes in a second,
-   fresh sandbox and decides them (:mod:`vaecourse.grading.verdict`);
+   its sandbox (:mod:`vaecourse.grading.kernel`) and, at the same time, the hidden tests' probes
+   in a second, fresh sandbox, and decides them (:mod:`vaecourse.grading.verdict`);
 2. :func:`book` (in the grading process, one student at a time) records the result in nbgrader's
    gradebook, rejects impossible scores, flags manual scores that appeared, checks the grader's
    own files, writes the feedback and appends the row to ``grades.csv``.
 
 A re-run resumes: a student whose notebooks are unchanged since their last successful grading
 keeps it (the score is read again from the gradebook, so manual grades show up).
+
+No process outlives the grader: SIGTERM, SIGHUP and Ctrl-C stop it at once (:func:`stopping`),
+killing its workers; a worker dies with the grader however the grader dies (:func:`die_with`);
+and every sandbox dies with the worker that started it (bwrap's ``--die-with-parent``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing import get_context
@@ -47,6 +57,8 @@ from vaecourse.grading.notebook import (
 from vaecourse.grading.verdict import Hidden, decide, hidden_tests, probe_values
 
 FIELDS = ("student", "score", "max_score", "status", "reason")
+PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for this process when its parent dies
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -117,6 +129,18 @@ def timeouts(nb: NotebookNode, notebook: str) -> list[str]:
     return [f"timeout in {', '.join(names)}"] if names else []
 
 
+def start_probes(probing: ThreadPoolExecutor, a: Assignment, notebook: str, nb: NotebookNode,
+                 folder: Path) -> Future | None:
+    """Start the probes of ``notebook``'s hidden tests in a fresh sandbox of ``folder`` (nothing
+    the kernel writes reaches it), alongside the kernel: they need only the cells' sources.
+    None when the notebook has no hidden tests."""
+    if not a.hidden[notebook]:
+        return None
+    return probing.submit(probe_values, probe_cells(nb), a.hidden[notebook], folder,
+                          sandbox.command(folder, a.limits, sandboxed=a.sandboxed),
+                          a.limits.cell_seconds, a.limits.notebook_seconds)
+
+
 def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
     """Check one student's notebooks, run them in the sandbox and decide their hidden tests."""
     notebooks, problem = layout.find_notebooks(entry.folder, list(a.releases))
@@ -138,18 +162,15 @@ def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
         work, probe = (scratch / Path(name).stem / d for d in ("work", "probe"))
         for folder in (work, probe):
             folder.mkdir(parents=True)
-        # the kernel's sockets: a short path (a Unix socket's path has at most 107 bytes)
-        with tempfile.TemporaryDirectory(prefix="vaecourse-kernel-") as run:
+        with ThreadPoolExecutor(1) as probing, \
+                tempfile.TemporaryDirectory(prefix="vaecourse-kernel-") as run:  # a short path
+            probes = start_probes(probing, a, name, nb, probe)
             nb, stop = execute(nb, work, Path(run), a.limits, a.sandboxed)
+            verdicts = {v.test: v for v in decide(a.hidden[name], probes.result() if probes
+                                                  else {})}
         if stop:
             outcome.problem = stop
             break
-        verdicts = {}
-        if a.hidden[name]:  # a fresh folder: nothing the kernel left there
-            prefix = sandbox.command(probe, a.limits, sandboxed=a.sandboxed)
-            values = probe_values(probe_cells(nb), a.hidden[name], probe, prefix,
-                                  a.limits.cell_seconds, a.limits.notebook_seconds)
-            verdicts = {v.test: v for v in decide(a.hidden[name], values)}
         record_verdicts(nb, verdicts)
         outcome.notes += timeouts(nb, name)
         outcome.executed[name] = nb
@@ -255,8 +276,9 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
                             list(notebooks.values()), deadline))
             continue
         pending.append(entry)
-    with ProcessPoolExecutor(min(jobs, max(1, len(pending))), mp_context=get_context("spawn")) \
-            as pool:
+    pool = ProcessPoolExecutor(min(jobs, max(1, len(pending))), mp_context=get_context("spawn"),
+                               initializer=die_with, initargs=(os.getpid(),))
+    with stopping(pool):
         futures = {pool.submit(execute_student, a, entry): entry for entry in pending}
         for future in tqdm(as_completed(futures), total=len(futures),
                            desc=f"grading {assignment}", unit="student"):
@@ -275,6 +297,40 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
                 save_progress(out / "progress.jsonl", entry.safe, digest(outcome.notebooks),
                               notes, tampered)
     return rows.sorted()
+
+
+def die_with(grader: int) -> None:
+    """A worker's start: die (SIGKILL) as soon as the grading process ``grader`` dies, even by
+    SIGKILL, and leave Ctrl-C to the grader, which stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != grader:  # the grader died before prctl
+        os._exit(1)
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: stop grading as Ctrl-C does."""
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def stopping(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """Run the pool; on SIGTERM, SIGHUP, Ctrl-C or any error, kill its workers at once (their
+    sandboxes die with them) instead of waiting for the students they are grading. The rows
+    appended so far stay, so a re-run resumes."""
+    main = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous = {s: signal.signal(s, interrupt) for s in STOP_SIGNALS} if main else {}
+    try:
+        yield
+    except BaseException:
+        for process in list(pool._processes.values()):  # noqa: SLF001 (kill_workers in 3.14)
+            process.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def has_submission(out: Path, assignment: str, student: str) -> bool:
