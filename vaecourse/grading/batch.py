@@ -74,13 +74,12 @@ class Result:
 
 @dataclass(frozen=True)
 class Assignment:
-    """What a worker needs to grade a student: the releases, the hidden tests of each notebook
-    (probe/check) and the master sources of tests whose hidden part still runs in the kernel."""
+    """What a worker needs to grade a student: the releases and the hidden tests (probe and
+    check) of each notebook."""
 
     name: str
     releases: dict[str, NotebookNode]
     hidden: dict[str, list[Hidden]]
-    in_kernel: dict[str, dict[str, str]]
     limits: sandbox.Limits
     sandboxed: bool
     scratch: Path
@@ -101,17 +100,21 @@ class Outcome:
 
 def load_assignment(root: Path, out: Path, name: str, limits: sandbox.Limits, sandboxed: bool,
                     ) -> Assignment:
-    """The releases of ``out`` and the hidden tests of the repository's master."""
+    """The releases of ``out`` and the hidden tests of the repository's master; every test cell
+    must have them (no test is decided in the student's kernel)."""
     releases = course.releases(out, name)
-    hidden, in_kernel = {}, {}
+    hidden = {}
     for notebook in releases:
         master = nbformat.read(root / "solutions" / name / notebook, as_version=4)
-        tests = [c for c in master.cells if is_test(c)]
-        found = {grade_id(c): hidden_tests(grade_id(c), c.source) for c in tests}
-        hidden[notebook] = [h for h in found.values() if h is not None]
-        in_kernel[notebook] = {grade_id(c): c.source for c in tests if found[grade_id(c)] is None
-                               and "### BEGIN HIDDEN TESTS" in c.source}
-    return Assignment(name, releases, hidden, in_kernel, limits, sandboxed, out / "scratch")
+        hidden[notebook] = []
+        for cell in filter(is_test, master.cells):
+            found = hidden_tests(grade_id(cell), cell.source)
+            if found is None:
+                raise ValueError(f"test cell '{grade_id(cell)}' of solutions/{name}/{notebook} "
+                                 "has no hidden probe and check: every test must be decided "
+                                 "outside the student's kernel")
+            hidden[notebook].append(found)
+    return Assignment(name, releases, hidden, limits, sandboxed, out / "scratch")
 
 
 def digest(notebooks: dict[str, Path]) -> str:
@@ -158,7 +161,7 @@ def execute_student(a: Assignment, entry: layout.Entry) -> Outcome:
                                ": delete the copies, keep one of each")
             break
         outcome.changes += tampering(release, submitted)
-        nb = runnable(release, submitted, a.in_kernel[name])
+        nb = runnable(release, submitted)
         work, probe = (scratch / Path(name).stem / d for d in ("work", "probe"))
         for folder in (work, probe):
             folder.mkdir(parents=True)
@@ -231,9 +234,6 @@ def finish(out: Path, a: Assignment, result: Result, notes: list[str], tampered:
         notes.append(f"graded as {entry.safe}")
     if not a.sandboxed:
         notes.append("graded unsandboxed")
-    kernel = sorted(t for tests in a.in_kernel.values() for t in tests)
-    if kernel:
-        notes.append(f"hidden tests of {', '.join(kernel)} ran in the student's kernel")
     status = "tampered" if tampered else "late" if late else "graded"
     return Result(result.student, score, total, status, "; ".join(n for n in notes if n))
 

@@ -68,13 +68,11 @@ def tampering(release: NotebookNode, submission: NotebookNode) -> list[str]:
     return changes
 
 
-def runnable(release: NotebookNode, submission: NotebookNode,
-             in_kernel: dict[str, str]) -> NotebookNode:
+def runnable(release: NotebookNode, submission: NotebookNode) -> NotebookNode:
     """The notebook that runs in the sandbox: the submission's cells with the release's
-    metadata and cell types, locked cells as released (visible tests only, or the master's
-    source given in ``in_kernel`` for tests whose hidden part still runs in the kernel), cells
-    the student deleted put back after the cell that preceded them, and any other nbgrader
-    metadata dropped."""
+    metadata and cell types, locked cells as released (tests with their visible part only),
+    cells the student deleted put back after the cell that preceded them, and any other
+    nbgrader metadata dropped."""
     originals = {grade_id(c): c for c in release.cells if grade_id(c)}
     nb = copy.deepcopy(submission)
     cells, seen = [], set()
@@ -99,9 +97,6 @@ def runnable(release: NotebookNode, submission: NotebookNode,
             cell.pop("execution_count", None)
         cells.append(cell)
     nb.cells = cells + missing_before(release, None, seen)
-    for cell in nb.cells:
-        if grade_id(cell) in in_kernel:
-            cell.source = in_kernel[grade_id(cell)]
     return nb
 
 
