@@ -70,8 +70,9 @@ def test_execution_page_lists_how_each_chapter_ran(html):
     page = (html / "book" / "execution.html").read_text()
     table = page[page.index("<table"):page.index("</table>")]
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.S)[1:]
-    assert len(rows) == len(CHAPTERS)
-    for path, row in zip(CHAPTERS, rows, strict=True):
+    assert len(rows) == len(CHAPTERS) + 1
+    minutes = []
+    for path, row in zip(CHAPTERS, rows, strict=False):
         cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", row, re.S)]
         cells_of = nbformat.read(path, as_version=4).cells
         first = next(c for c in cells_of if c.cell_type == "code").outputs[0].text  # provenance
@@ -80,6 +81,10 @@ def test_execution_page_lists_how_each_chapter_ran(html):
         assert f'href="{path.stem}.html"' in row
         assert cells[1:4] == [preset, device, date], (path.name, cells)
         assert re.fullmatch(r"\d+\.\d min", cells[4]), (path.name, cells[4])
+        minutes.append(float(cells[4].split()[0]))
+    total = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", rows[-1], re.S)]
+    assert total[0] == "all, one after another" and total[4].endswith(" min")
+    assert abs(float(total[4].split()[0]) - sum(minutes)) <= 0.05 * (len(minutes) + 1), total
 
 
 def test_chapter_runs_reads_provenance_and_timestamps(monkeypatch):

@@ -104,7 +104,7 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 # The stored outputs of the book: the cpu preset with every seed-dependent result repeated over
-# three seeds (executed once by maintainers, about an hour for the whole book on 2 cores).
+# three seeds (executed once by maintainers; the run times are on the execution page).
 PRESETS["book"] = replace(PRESETS["cpu"], name="book", seeds=3)
 
 

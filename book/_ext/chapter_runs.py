@@ -42,8 +42,8 @@ def run_seconds(cells: list[dict]) -> float | None:
     return (end - start).total_seconds()
 
 
-def chapter_row(path: Path) -> list[str]:
-    """Preset, device, date and run time of one stored notebook."""
+def chapter_row(path: Path) -> tuple[list[str], float | None]:
+    """Preset, device, date and run time of one stored notebook, and its run time in seconds."""
     notebook = json.loads(path.read_text(encoding="utf-8"))
     cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
     facts = provenance(cells[0]) if cells else {}
@@ -52,7 +52,7 @@ def chapter_row(path: Path) -> list[str]:
     seconds = run_seconds(cells)
     run_time = "not recorded" if seconds is None else f"{seconds / 60:.1f} min"
     device = facts["device"] + ("" if facts.get("gpu", "none") == "none" else f" ({facts['gpu']})")
-    return [facts["preset"], device, facts["date"], run_time]
+    return [facts["preset"], device, facts["date"], run_time], seconds
 
 
 def table(header: list[str], rows: list[list[nodes.Node]]) -> nodes.table:
@@ -83,18 +83,21 @@ class ChapterRuns(SphinxDirective):
         paths = sorted(root.glob(self.arguments[0]))
         if not paths:
             raise self.error(f"chapter-runs: no notebook matches {self.arguments[0]!r}")
-        rows = []
+        rows, total = [], 0.0
         for path in paths:
             self.env.note_dependency(str(path))
             try:
-                facts = chapter_row(path)
+                facts, seconds = chapter_row(path)
             except (KeyError, ValueError) as error:
                 raise self.error(f"chapter-runs: {error}") from error
+            total += seconds or 0.0
             docname = path.relative_to(root).with_suffix("").as_posix()
             link = addnodes.pending_xref("", nodes.inline("", docname), refdomain="std",
                                          reftype="doc", reftarget=f"/{docname}",
                                          refexplicit=False, refdoc=self.env.docname)
             rows.append([link] + [nodes.Text(fact) for fact in facts])
+        rows.append([nodes.Text("all, one after another")] + [nodes.Text("")] * 3
+                    + [nodes.Text(f"{total / 60:.1f} min")])
         return [table(["chapter", "preset", "device", "date", "run time"], rows)]
 
 
