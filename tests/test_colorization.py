@@ -80,43 +80,14 @@ def test_natural_patches():
         data.natural_patches(3, 16, "valid")
 
 
-def patch_origins(patch: torch.Tensor, photo: torch.Tensor, size: int) -> torch.Tensor:
-    """(row, column) of every window of ``photo`` whose ab field equals ``patch``."""
-    windows = photo[1:].unfold(1, size, 1).unfold(2, size, 1)  # (2, rows, cols, size, size)
-    return ((windows - patch[:, None, None]).abs().amax(dim=(0, 3, 4)) < 1e-6).nonzero()
-
-
-@pytest.mark.parametrize("split", ["train", "validation", "test"])
-def test_natural_splits_come_from_disjoint_regions(split):
-    # every 7th patch comes from the first photo: test = right quarter, validation = the bottom
-    # 16 rows of the left three quarters, train = above them (flipped patches read back flipped)
-    photo = data.photos_lab(16)[0]
-    height, cut = photo.shape[1], 3 * photo.shape[2] // 4
-    patches = data.natural_patches(29, 16, split, seed=4).ab[::7]
-    for patch in patches:
-        found = torch.cat([patch_origins(p, photo, 16) for p in (patch, patch.flip(-1))])
-        assert len(found) >= 1
-        rows, cols = found[:, 0], found[:, 1]
-        if split == "test":
-            assert cols.min() >= cut
-        elif split == "validation":
-            assert torch.all(rows == height - 16) and cols.max() + 16 <= cut
-        else:
-            assert rows.max() + 16 <= height - 16 and cols.max() + 16 <= cut
-
-
-def test_load_gives_three_disjoint_splits():
-    for source in ("synthetic", "natural", "rotated"):
-        sets = data.load(source, 14, 3, 7, 16, seed=0)
-        assert [len(s) for s in sets] == [14, 3, 7]
-        flat = torch.cat([s.L.flatten(1) for s in sets])
-        assert len(torch.unique(flat, dim=0)) == 24, source  # no image in two splits
-    train_set, validation_set, _ = data.load("synthetic", 14, 3, 7, 16, seed=0)
-    whole = data.synthetic(17, 16, seed=0)
-    assert torch.equal(torch.cat([train_set.hue, validation_set.hue]), whole.hue)
-    assert torch.equal(validation_set.mask, whole.mask[14:])
-    with pytest.raises(ValueError, match="n must be between 1 and 16, got 17"):
-        whole.split(17)
+def test_natural_test_patches_come_from_the_right_quarter():
+    photo = data.photos_lab(16)[0]  # every 7th patch comes from the first photo
+    cut = 3 * photo.shape[2] // 4
+    patch = data.natural_patches(1, 16, "test", seed=4).ab[0]
+    windows = photo[1:].unfold(1, 16, 1).unfold(2, 16, 1)  # (2, rows, cols, 16, 16)
+    hits = (windows - patch[:, None, None]).abs().amax(dim=(0, 3, 4)) < 1e-6
+    cols = hits.nonzero()[:, 1]
+    assert len(cols) >= 1 and cols.min() >= cut
 
 
 def test_hue_rotated_turns_each_field_by_a_random_quarter_turn():
@@ -139,10 +110,10 @@ def test_hue_rotated_turns_each_field_by_a_random_quarter_turn():
 
 
 def test_rotated_source_is_natural_patches_with_turned_hues():
-    turned = data.load("rotated", 14, 3, 7, 16, seed=0)
-    plain = data.load("natural", 14, 3, 7, 16, seed=0)
-    for t, p in zip(turned, plain, strict=True):
-        assert torch.equal(t.L, p.L) and not torch.allclose(t.ab, p.ab)
+    train_set, test_set = data.load("rotated", 14, 7, 16, seed=0)
+    plain_train, plain_test = data.load("natural", 14, 7, 16, seed=0)
+    assert torch.equal(train_set.L, plain_train.L) and torch.equal(test_set.L, plain_test.L)
+    assert not torch.allclose(train_set.ab, plain_train.ab)
 
 
 def test_rgb_lab_round_trip_agrees_with_skimage():
@@ -272,7 +243,7 @@ def small_set(n=64):
 def test_colorizer_recipes_output_shapes(kind):
     run = recipes.colorization(TINY, model=kind, latent=3, evaluate=False, progress=False)
     assert run.provenance["model"] == kind and run.provenance["train_images"] == 32
-    assert run.metrics == {} and len(run.history["train"]) == (2 if kind == "mdn" else 1)
+    assert run.metrics == {} and len(run.history["train"]) == 1
     out = run.model.colorize(small_set(5).L, 10)
     assert out.shape == (5, 10, 2, 16, 16) and torch.isfinite(out).all()
     spread = metrics.diversity(out)
@@ -435,10 +406,7 @@ def test_chapter_states_every_setting_as_the_code_has_it():
     rows = {
         "training images (`color_images`)": per_preset("color_images"),
         "image side in pixels (`image_size`)": per_preset("image_size"),
-        "epochs of the regressor, the CVAE and the MDN (`color_epochs`)":
-            per_preset("color_epochs"),
-        "validation images (`VALIDATION_SHARE`)":
-            {10: "a tenth of the training images, at least one"}[recipes.VALIDATION_SHARE],
+        "epochs of each network (`color_epochs`)": per_preset("color_epochs"),
         "first-layer width (`color_width`)": per_preset("color_width"),
         "optimizer": f"Adam, learning rate `lr` = {default(train.fit, 'lr')}, batches of "
                      f"`COLOR_BATCH` = {recipes.COLOR_BATCH} images",
@@ -460,29 +428,5 @@ def test_chapter_states_every_setting_as_the_code_has_it():
     }
     for name, value in rows.items():
         assert f"| {name} | {value} |" in text, f"chapter 9 should state: | {name} | {value} |"
-    assert (recipes.color_sets(TINY, "synthetic")[2].L.shape[0] == 32
+    assert (recipes.color_sets(TINY, "synthetic")[1].L.shape[0] == 32
             and "| test images | a tenth of the training images, at least 32 |" in text)
-
-
-def test_colorizers_keep_their_best_validation_epoch():
-    """Early stopping: a regressor of width 16 on 32 natural patches overfits within 30 epochs
-    (its validation loss is lowest at epoch 16), and the returned network scores on the
-    validation images exactly that lowest loss, not the last epoch's; the MDN pipeline's VAE
-    trains twice as long and keeps its last weights."""
-    wide = dataclasses.replace(TINY, color_width=16)
-    run = recipes.colorization(wide, model="regressor", data="natural", epochs=30, progress=False,
-                               evaluate=False)
-    curve = [epoch["loss"] for epoch in run.history["test"]]
-    best = run.provenance["best_epoch"]
-    assert best == 1 + curve.index(min(curve)) and best < 30 and min(curve) < 0.8 * curve[-1]
-    _, validation_set, _ = recipes.color_sets(TINY, "natural")
-    assert run.provenance["validation_images"] == len(validation_set) == 3
-    batches = models.loader(validation_set.L, validation_set.ab, batch_size=recipes.COLOR_BATCH,
-                            seed=0)
-    steps = [train.Step(torch.optim.Adam(run.model.parameters()), train.model_loss)]
-    again = train.run_epoch(run.model, batches, steps, torch.device("cpu"), train=False)
-    assert again["loss"] == pytest.approx(min(curve), rel=1e-5)
-    mdn = recipes.colorization(TINY, model="mdn", latent=3, epochs=2, progress=False,
-                               evaluate=False)
-    assert len(mdn.history["train"]) == 4 and len(mdn.history["mdn_train"]) == 2
-    assert mdn.provenance["vae_epochs"] == 4 and mdn.model.vae.anneal == 1.0

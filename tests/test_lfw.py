@@ -122,15 +122,13 @@ def test_bad_requests_are_clear_errors(cached_lfw):
     with pytest.raises(ValueError, match="split"):
         data.lfw_faces(2, 16, "valid")
     with pytest.raises(ValueError, match="source must be one of"):
-        data.load("faces", 2, 1, 2, 16)
+        data.load("faces", 2, 2, 16)
 
 
 def test_preset_sets_take_at_most_what_each_split_holds(cached_lfw):
-    # smoke: 128 training, 12 validation and 32 test images asked for; the validation images
-    # (a tenth of the training split) come out of the training split
-    train_set, validation_set, test_set = recipes.color_sets(config.PRESETS["smoke"], "lfw")
-    assert len(validation_set) == PHOTOS and len(train_set) == 9 * PHOTOS
-    assert len(test_set) == 2 * PHOTOS
+    # smoke: 128 training and 32 test images asked for
+    train_set, test_set = recipes.color_sets(config.PRESETS["smoke"], "lfw")
+    assert len(train_set) == 10 * PHOTOS and len(test_set) == 2 * PHOTOS
 
 
 def test_corrupted_archive_is_an_error(tmp_path, monkeypatch, no_network):
@@ -178,8 +176,7 @@ def test_cli_trains_on_lfw(cached_lfw, capsys, monkeypatch):
                  "--preset", "smoke"]) == 0
     results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert results["data"] == "lfw" and results["hue_coverage"] is None
-    assert results["train_images"] + results["validation_images"] == 10 * PHOTOS
-    assert results["validation_images"] == PHOTOS and results["test_images"] == 2 * PHOTOS
+    assert results["train_images"] == 10 * PHOTOS and results["test_images"] == 2 * PHOTOS
 
 
 def test_chapter_describes_the_loader_as_it_is():

@@ -235,9 +235,3 @@ def test_keep_best_ends_with_the_weights_of_the_lowest_validation_loss():
         "cpu"), train=False)["loss"] == pytest.approx(losses[best], rel=1e-6)
     with pytest.raises(ValueError, match="keep_best needs a test_loader"):
         train.fit(model(), train_loader, epochs=1, keep_best=True, progress=False)
-
-
-def test_best_epoch_counts_from_one_and_needs_a_curve():
-    assert train.best_epoch([{"loss": 3.0}, {"loss": 1.0}, {"loss": 2.0}]) == 2
-    with pytest.raises(ValueError, match="no epoch"):
-        train.best_epoch([])

@@ -46,7 +46,7 @@ CVAE_MODELS = ("cvae", "baseline")  # chapter 8: the conditional VAE and the det
 COLORIZERS = ("regressor", "cvae", "mdn")  # chapter 9
 FORECASTERS = ("regressor", "cvae")  # chapter 10
 COLOR_BATCH = 32  # images per batch of the colorizers (chapter 9)
-VALIDATION_SHARE = 10  # chapters 8-9: a tenth as many validation images pick the best epoch
+VALIDATION_SHARE = 10  # chapter 8: a tenth of the training digits picks the early-stopping epoch
 SATURATED_QUANTILE = 0.9  # chapter 9: pixels above this quantile of the training chroma are vivid
 # Chapter 12: VAE/GAN's discriminator learns with the VAE ("learned"); VAE_Dis takes a GAN's,
 # trained first and frozen ("pretrained").
@@ -326,15 +326,12 @@ def cvae(preset: config.Preset, *, model: str = "cvae", given: int | None = None
 
 
 def color_sets(preset: config.Preset, source: str, seed: int = 0
-               ) -> tuple[color_data.ColorData, color_data.ColorData, color_data.ColorData]:
-    """The preset's training, validation and test images of ``source`` (one of
-    ``color_data.SOURCES``), ``image_size`` pixels square: ``color_images`` training images,
-    1/:data:`VALIDATION_SHARE` as many (at least one) validation images and a tenth as many (at
-    least 32) test images (for LFW at most what each split holds); no two splits share an image
-    (:func:`vaecourse.data.colorization.load`)."""
+               ) -> tuple[color_data.ColorData, color_data.ColorData]:
+    """The preset's training and test images of ``source`` (one of ``color_data.SOURCES``):
+    ``color_images`` training images, a tenth of that (at least 32) test images, ``image_size``
+    pixels square (for LFW at most what each split holds)."""
     check_choice("data", source, color_data.SOURCES)
-    n = preset.color_images
-    return color_data.load(source, n, max(1, n // VALIDATION_SHARE), max(32, n // 10),
+    return color_data.load(source, preset.color_images, max(32, preset.color_images // 10),
                            preset.image_size, seed)
 
 
@@ -345,27 +342,23 @@ def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "syn
                  progress: bool = True) -> Run:
     """Train one of chapter 9's colorizers (:data:`COLORIZERS`) on the preset's images.
 
-    Width ``color_width``, Adam (lr 1e-3), batches of :data:`COLOR_BATCH`. The regressor, the
-    CVAE and the MDN train for ``epochs`` (default ``color_epochs``) and keep the weights of
-    their epoch with the lowest validation loss (early stopping, as in chapter 8;
-    ``history["test"]`` is the validation curve). ``"mdn"`` first trains the :class:`ColorVAE`
-    (decoder-loss ``terms``) for twice ``epochs``, its KL weight raised linearly to ``beta_max``
-    over the first half, and keeps its last weights (its loss changes meaning while the weight
-    rises); then the :class:`MDN` on its codes. The history holds the per-epoch training and
-    validation losses (``"train"``, ``"test"``; for ``"mdn"`` also ``"mdn_train"``,
-    ``"mdn_test"``). Metrics on the test images:
+    Width ``color_width``, ``epochs`` default ``color_epochs``, Adam (lr 1e-3), batches of
+    :data:`COLOR_BATCH`. ``"mdn"`` trains the :class:`ColorVAE` (decoder-loss ``terms``; KL
+    weight raised linearly to ``beta_max`` over the first half of the epochs) and then the
+    :class:`MDN` on its codes, each for ``epochs``. The history holds the per-epoch training
+    and test losses (``"train"``, ``"test"``; for ``"mdn"`` also ``"mdn_train"``,
+    ``"mdn_test"``). Metrics:
     :func:`vaecourse.metrics.evaluate_colorizer` with ``samples`` colourings per test image
     (``hue_coverage`` None off the synthetic set).
     """
     device = start(preset, seed, device)
     check_choice("model", model, COLORIZERS)
-    train_set, validation_set, test_set = color_sets(preset, data, seed)
+    train_set, test_set = color_sets(preset, data, seed)
     epochs = resolve_epochs(epochs, preset.color_epochs)
     batches = color_models.loader(train_set.L, train_set.ab, batch_size=COLOR_BATCH, seed=seed)
-    validation = color_models.loader(validation_set.L, validation_set.ab,
-                                     batch_size=COLOR_BATCH, seed=seed)
+    test_batches = color_models.loader(test_set.L, test_set.ab, batch_size=COLOR_BATCH, seed=seed)
     options = {"epochs": epochs, "device": device, "progress": progress,
-               "test_loader": validation, "keep_best": True}
+               "test_loader": test_batches}
     if model == "regressor":
         net: nn.Module = color_models.Regressor(preset.color_width)
         history, seconds = timed_fit(net, batches, **options)
@@ -375,17 +368,14 @@ def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "syn
     else:
         stats = color_models.color_statistics(train_set.ab / color_models.AB_SCALE)
         color_vae = color_models.ColorVAE(stats, latent, preset.color_width, tuple(terms))
-        history, seconds = timed_fit(
-            color_vae, batches, **{**options, "epochs": 2 * epochs, "keep_best": False},
-            before_epoch=train.kl_annealing(epochs, attribute="anneal"))
+        history, seconds = timed_fit(color_vae, batches, **options, before_epoch=train.kl_annealing(
+            max(1, epochs // 2), attribute="anneal"))
         mdn = color_models.MDN(latent, preset.color_width)
         codes = color_models.loader(train_set.L, color_models.vae_codes(color_vae, train_set),
                                     batch_size=COLOR_BATCH, seed=seed)
-        validation_codes = color_models.loader(
-            validation_set.L, color_models.vae_codes(color_vae, validation_set),
-            batch_size=COLOR_BATCH, seed=seed)
-        mdn_history, mdn_seconds = timed_fit(mdn, codes,
-                                             **{**options, "test_loader": validation_codes})
+        test_codes = color_models.loader(test_set.L, color_models.vae_codes(color_vae, test_set),
+                                         batch_size=COLOR_BATCH, seed=seed)
+        mdn_history, mdn_seconds = timed_fit(mdn, codes, **{**options, "test_loader": test_codes})
         history = {**history, "mdn_train": mdn_history["train"], "mdn_test": mdn_history["test"]}
         seconds += mdn_seconds
         net = color_models.DiverseColorizer(color_vae, mdn)
@@ -396,11 +386,7 @@ def colorization(preset: config.Preset, *, model: str = "cvae", data: str = "syn
             results.update(vae_reconstruction(net.vae, train_set, test_set))
     provenance = described(preset, device, seed, "colorization", model=model, data=data,
                            image_size=preset.image_size, train_images=len(train_set),
-                           validation_images=len(validation_set), test_images=len(test_set),
-                           epochs=epochs, vae_epochs=2 * epochs if model == "mdn" else None,
-                           best_epoch=train.best_epoch(history["mdn_test" if model == "mdn"
-                                                               else "test"]),
-                           width=preset.color_width,
+                           test_images=len(test_set), epochs=epochs, width=preset.color_width,
                            latent=None if model == "regressor" else latent,
                            terms=tuple(terms) if model == "mdn" else None, samples=samples)
     return Run(net.eval(), history, results, seconds, provenance, test_set)

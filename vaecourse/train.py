@@ -159,14 +159,6 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int,
     return history
 
 
-def best_epoch(curve: Sequence[dict[str, float]]) -> int:
-    """The epoch (from 1) with the lowest ``"loss"`` of a history curve: the weights that
-    ``fit(keep_best=True)`` keeps."""
-    if not curve:
-        raise ValueError("the curve holds no epoch")
-    return min(range(len(curve)), key=lambda e: curve[e]["loss"]) + 1
-
-
 def late_fall(losses: Sequence[float]) -> float:
     """How much a loss curve still falls at its end: the mean of its third quarter minus the mean
     of its last quarter (in the loss's units; near 0 or negative once the curve has flattened).

@@ -11,9 +11,8 @@ model sees, the two chroma channels ``ab`` are what it predicts. Both are float3
   about it, and the best a deterministic predictor can do is the mean of the four hues, grey.
 * :func:`natural_patches`: square patches of the photographs shipped with scikit-image,
   scikit-learn and matplotlib (:data:`PHOTOS`; no network). Each photo is rescaled so that its
-  short side is ``4 * size`` pixels; test patches come from its right quarter, validation
-  patches from the bottom ``size`` rows of its left three quarters and training patches from the
-  rest, so no pixel is shared between the splits.
+  short side is ``4 * size`` pixels; training patches come from its left three quarters, test
+  patches from its right quarter, so no test pixel is ever seen in training.
 * :func:`hue_rotated`: natural patches whose ab field is turned by a random multiple of 90°
   (source ``"rotated"``): the textures, edges and saturations of photographs with a hue that,
   by construction, the grey image cannot predict.
@@ -31,7 +30,7 @@ import os
 import tarfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
@@ -50,7 +49,6 @@ OBJECT_L = (68.0, 78.0)  # lightness range of the shaded object (the same for ev
 BACKGROUND_L = (15.0, 50.0)  # lightness range of the neutral (ab = 0) background
 SHAPES = ("disk", "square", "diamond")
 SOURCES = ("synthetic", "natural", "rotated", "lfw")
-SPLITS = ("train", "validation", "test")
 HUE_TURNS = 4  # hue_rotated turns each ab field by a multiple of 360 / HUE_TURNS degrees
 HUE_STREAM = 1_000_003  # offset of the hue seed from the geometry seed
 
@@ -71,15 +69,6 @@ class ColorData:
 
     def __len__(self) -> int:
         return len(self.L)
-
-    def split(self, n: int) -> tuple[ColorData, ColorData]:
-        """The first ``n`` images and the rest (for sets whose images are drawn independently)."""
-        if not 0 < n < len(self):
-            raise ValueError(f"n must be between 1 and {len(self) - 1}, got {n!r}")
-        tensors = {f.name: getattr(self, f.name) for f in fields(self)
-                   if isinstance(getattr(self, f.name), Tensor)}
-        return (replace(self, **{k: v[:n] for k, v in tensors.items()}),
-                replace(self, **{k: v[n:] for k, v in tensors.items()}))
 
 
 def hue_ab(angles: tuple[float, ...] = HUE_ANGLES, chroma: float = CHROMA) -> Tensor:
@@ -222,13 +211,12 @@ def photos_lab(size: int) -> tuple[Tensor, ...]:
 def natural_patches(n: int, size: int, split: str = "train", seed: int = 0) -> ColorData:
     """n random ``size`` x ``size`` patches of the embedded photos (equally many per photo).
 
-    ``split="test"``: patches inside the right quarter of each photo; ``"validation"``: the
-    bottom ``size`` rows of its left three quarters; ``"train"``: the left three quarters above
-    those rows, flipped left-right with probability 1/2. No two splits share a pixel.
+    ``split="train"``: patches inside the left three quarters of each photo, flipped
+    left-right with probability 1/2; ``split="test"``: patches inside the right quarter.
     """
     _check_size(n, size)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     g = torch.Generator().manual_seed(seed)
     images = photos_lab(size)
     patches = []
@@ -236,11 +224,9 @@ def natural_patches(n: int, size: int, split: str = "train", seed: int = 0) -> C
         lab = images[i % len(images)]
         height, width = lab.shape[1:]
         cut = (3 * width) // 4
-        rows, cols = {"train": ((0, height - 2 * size), (0, cut - size)),
-                      "validation": ((height - size, height - size), (0, cut - size)),
-                      "test": ((0, height - size), (cut, width - size))}[split]
-        top = int(torch.randint(rows[0], rows[1] + 1, (1,), generator=g))
-        left = int(torch.randint(cols[0], cols[1] + 1, (1,), generator=g))
+        lo, hi = (0, cut - size) if split == "train" else (cut, width - size)
+        top = int(torch.randint(height - size + 1, (1,), generator=g))
+        left = int(torch.randint(lo, hi + 1, (1,), generator=g))
         patch = lab[:, top:top + size, left:left + size]
         if split == "train" and torch.rand(1, generator=g) < 0.5:
             patch = patch.flip(-1)
@@ -346,32 +332,23 @@ def lfw_faces(n: int, size: int, split: str = "train", seed: int = 0,
     return ColorData(L=L, ab=ab, source="lfw")
 
 
-def load(source: str, n_train: int, n_validation: int, n_test: int, size: int, seed: int = 0
-         ) -> tuple[ColorData, ColorData, ColorData]:
-    """Training, validation and test sets of ``source`` (one of :data:`SOURCES`).
+def load(source: str, n_train: int, n_test: int, size: int, seed: int = 0
+         ) -> tuple[ColorData, ColorData]:
+    """Training and test sets of ``source`` (one of :data:`SOURCES`); test seeds differ.
 
-    The three splits never share an image: synthetic scenes and LFW photos are drawn
-    independently (the validation images are the last ``n_validation`` of one draw with the
-    training images; the test set has its own seed, and for LFW its own people), natural patches
-    come from disjoint regions of the photos (:func:`natural_patches`). For LFW, at most what its
-    training split holds (the validation set keeps at most a tenth of it).
+    For LFW, at most what each split holds (its people are split by name, not by count).
     """
     if source == "synthetic":
-        train_set, validation_set = synthetic(n_train + n_validation, size, seed).split(n_train)
-        return train_set, validation_set, synthetic(n_test, size, seed + 1)
-    if source in ("natural", "rotated"):
-        seeds = (seed, seed + 2, seed + 1)
-        sets = (natural_patches(n_train, size, "train", seeds[0]),
-                natural_patches(n_validation, size, "validation", seeds[1]),
-                natural_patches(n_test, size, "test", seeds[2]))
-        if source == "natural":
-            return sets
-        return tuple(hue_rotated(s, k + HUE_STREAM) for s, k in zip(sets, seeds, strict=True))
+        return synthetic(n_train, size, seed), synthetic(n_test, size, seed + 1)
+    if source == "natural":
+        return (natural_patches(n_train, size, "train", seed),
+                natural_patches(n_test, size, "test", seed + 1))
+    if source == "rotated":
+        return (hue_rotated(natural_patches(n_train, size, "train", seed), seed + HUE_STREAM),
+                hue_rotated(natural_patches(n_test, size, "test", seed + 1),
+                            seed + 1 + HUE_STREAM))
     if source == "lfw":
         members = lfw_members()
-        n_validation = min(n_validation, max(1, len(members["train"]) // 10))
-        n_train = min(n_train, len(members["train"]) - n_validation)
-        n_test = min(n_test, len(members["test"]))
-        faces = lfw_faces(n_train + n_validation, size, "train", seed)
-        return *faces.split(n_train), lfw_faces(n_test, size, "test", seed + 1)
+        n_train, n_test = min(n_train, len(members["train"])), min(n_test, len(members["test"]))
+        return lfw_faces(n_train, size, "train", seed), lfw_faces(n_test, size, "test", seed + 1)
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
