@@ -126,15 +126,13 @@ def record_verdicts(nb: NotebookNode, verdicts: dict[str, Verdict]) -> None:
     """Make the outputs of each test cell say its trusted verdict, as nbgrader reads them (an
     error output scores 0, none scores the cell's points): the kernel's errors, results and
     stderr are turned into plain text, then a failed verdict adds one error with its message.
-    A test cell without hidden tests keeps its kernel's error outputs as the verdict."""
+    Every test cell has a verdict (:func:`vaecourse.grading.batch.load_assignment` requires
+    hidden tests in each)."""
     for cell in filter(is_test, nb.cells):
-        verdict = verdicts.get(grade_id(cell))
+        verdict = verdicts[grade_id(cell)]
         outputs = []
         for out in cell.get("outputs", []):
-            if out.output_type == "error" and verdict is None:
-                outputs.append(new_output("error", ename=out.ename, evalue=out.evalue,
-                                          traceback=[f"{out.ename}: {out.evalue}"]))
-            elif out.output_type == "error":
+            if out.output_type == "error":
                 outputs.append(new_output("stream", name="stdout", text=(
                     f"visible test: {out.ename}: {out.evalue}\n")))
             elif out.output_type == "stream":
@@ -142,7 +140,7 @@ def record_verdicts(nb: NotebookNode, verdicts: dict[str, Verdict]) -> None:
             elif out.output_type in ("execute_result", "display_data"):
                 text = out.get("data", {}).get("text/plain", "")
                 outputs.append(new_output("stream", name="stdout", text=f"{text}\n"))
-        if verdict is not None and not verdict.passed:
+        if not verdict.passed:
             outputs.append(new_output("error", ename="HiddenTestFailed", evalue=verdict.message,
                                       traceback=[f"HiddenTestFailed: {verdict.message}"]))
         cell.outputs = outputs
