@@ -88,7 +88,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     print(f"machine: {config.machine()}  \npreset: {p.name} ({p.color_images} training images of "
           f"{p.image_size}x{p.image_size}, {p.color_epochs} epochs, width {p.color_width}) on "
-          f"{config.device()}, seeds {args.seed}..{args.seed + args.seeds - 1}  \n"
+          f"{config.device()}, seeds {list(range(args.seed, args.seed + args.seeds))}  \n"
           f"wall time: {wall:.0f} s\n")
     print(table(rows, args.seeds))
     print()

@@ -89,7 +89,7 @@ def test_colorization_benchmark_reports_mean_and_se_over_seeds():
                            "--seeds", "2", "--data", "synthetic", "rotated"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "seeds 0..1" in done.stdout and "wall time: " in done.stdout
+    assert "seeds [0, 1]" in done.stdout and "wall time: " in done.stdout
     rows = [line for line in done.stdout.splitlines() if line.startswith("| rotated")]
     assert len(rows) == 3, done.stdout  # one row per model
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
