@@ -611,32 +611,44 @@ def mentioning(text):
     return running(found)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_stopping_the_grader_stops_every_process_and_a_rerun_resumes(tmp_path, stop):
+def inside(process, folder):
+    """Whether ``process`` names ``folder`` in its command line (a sandbox) or runs in it."""
+    with contextlib.suppress(psutil.Error):
+        return str(folder) in " ".join(process.cmdline()) or str(folder) in process.cwd()
+    return False
+
+
+@pytest.mark.parametrize("stop, opt_out", [(signal.SIGTERM, []), (signal.SIGKILL, []),
+                                           (signal.SIGKILL, ["--unsandboxed"])],
+                         ids=["SIGTERM", "SIGKILL", "SIGKILL-unsandboxed"])
+def test_stopping_the_grader_stops_every_process_and_a_rerun_resumes(tmp_path, stop, opt_out):
     """SIGTERM (the grader stops its workers) or SIGKILL (the workers die with it) while a
-    sandboxed kernel loops: the grader, its worker, the kernel and its sandbox are gone within
-    seconds, the rows so far are kept and the same command resumes."""
+    kernel loops, sandboxed or not: the grader, its worker, the kernel and its sandbox are gone
+    within seconds, the rows so far are kept and the same command resumes."""
     subs, out = tmp_path / "subs", tmp_path / "out"
     for student, nb in (("a_honest", filled(*ALL)), ("b_loop", SUBMISSIONS["loop"]())):
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / f"{PS}.ipynb")
     command = [sys.executable, "-m", "vaecourse", "grade", PS, str(subs), "--out", str(out),
-               "--jobs", "1", "--memory", str(MEMORY_MB)]
+               "--jobs", "1", "--memory", str(MEMORY_MB), *opt_out]
     grader = psutil.Popen([*command, "--timeout", "600"], cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     start = time.monotonic()
     try:
         csv_path = out / "grades.csv"
         while "a_honest" not in (csv_path.read_text() if csv_path.exists() else "") or not [
-                p for p in mentioning(str(out / "scratch" / "b_loop"))
-                if "ipykernel_launcher" in p.cmdline()]:
-            assert grader.poll() is None and time.monotonic() - start < 300, grader.stderr.read()
+                p for p in running(grader.children(recursive=True))
+                if "ipykernel_launcher" in p.cmdline() and inside(p, out / "scratch" / "b_loop")]:
+            assert grader.poll() is None, grader.stderr.read()
+            assert time.monotonic() - start < 300, "b_loop's kernel did not start in 300 s"
             time.sleep(0.5)
         time.sleep(3)  # into the loop, or close to it
         before = csv_path.read_text()
         assert "b_loop" not in before
         processes = grader.children(recursive=True)
-        assert any("bwrap" in p.name() for p in processes), [p.cmdline() for p in processes]
+        kernel = "ipykernel_launcher" if opt_out else "bwrap"
+        assert any(kernel in " ".join(p.cmdline()) for p in processes), [
+            p.cmdline() for p in processes]
         grader.send_signal(stop)
         assert grader.wait(timeout=10) != 0
         if stop == signal.SIGTERM:

@@ -24,6 +24,7 @@ import csv
 import ctypes
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -34,7 +35,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing import get_context
 from pathlib import Path
 
 import nbformat
@@ -276,7 +276,8 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
                             list(notebooks.values()), deadline))
             continue
         pending.append(entry)
-    pool = ProcessPoolExecutor(min(jobs, max(1, len(pending))), mp_context=get_context("spawn"),
+    pool = ProcessPoolExecutor(min(jobs, max(1, len(pending))),
+                               mp_context=multiprocessing.get_context("spawn"),
                                initializer=die_with, initargs=(os.getpid(),))
     with stopping(pool):
         futures = {pool.submit(execute_student, a, entry): entry for entry in pending}
@@ -324,8 +325,8 @@ def stopping(pool: ProcessPoolExecutor) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for process in list(pool._processes.values()):  # noqa: SLF001 (kill_workers in 3.14)
-            process.kill()
+        for worker in multiprocessing.active_children():  # the pool's: the grader starts no other
+            worker.kill()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -87,12 +87,12 @@ def command(work: Path, limits: Limits, writable: tuple[Path, ...] = (),
             sandboxed: bool = True) -> list[str]:
     """The argv prefix that runs a program in the sandbox with ``work`` as its writable working
     folder (plus ``writable``); without ``sandboxed``, only the limits and the cleared
-    environment (the instructor's explicit ``--unsandboxed``)."""
+    environment, and death with its parent (the instructor's explicit ``--unsandboxed``)."""
     rlimits = ["prlimit", f"--as={limits.memory_mb * 2**20}", f"--fsize={limits.file_mb * 2**20}",
                f"--cpu={limits.cpu_seconds}", "--core=0", "--"]
     env = [f"{k}={v}" for k, v in environment().items()]
     if not sandboxed:
-        return ["env", "-i", *env, *rlimits]
+        return ["setpriv", "--pdeathsig", "KILL", "env", "-i", *env, *rlimits]
     argv = ["bwrap", "--tmpfs", "/tmp"]
     for path in readonly_paths():
         argv += ["--ro-bind", path, path]
