@@ -14,7 +14,8 @@ keeps it (the score is read again from the gradebook, so manual grades show up).
 
 No process outlives the grader: SIGTERM, SIGHUP and Ctrl-C stop it at once (:func:`stopping`),
 killing its workers; a worker dies with the grader however the grader dies (:func:`die_with`);
-and every sandbox dies with the worker that started it (bwrap's ``--die-with-parent``).
+and every sandbox dies with the worker that started it (bwrap's ``--die-with-parent``; setpriv's
+``--pdeathsig`` under ``--unsandboxed``).
 """
 
 from __future__ import annotations
