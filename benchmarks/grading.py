@@ -1,10 +1,12 @@
 """Benchmark of the grading command (book/instructors.md): seconds per submission.
 
-For each assignment, N copies of the master's answers are graded by ``vaecourse.grading.grade``
-(sandboxed kernel, probe, nbgrader bookkeeping, feedback) with each ``--jobs`` value, and compared
-with the floor: executing the same notebook once with plain nbclient, no sandbox, no grading.
-Prints a markdown table: seconds per submission, overhead over the floor with one job, and the
-speedup of each job count over one job.
+For each assignment, N copies of the release answered as the master answers are graded by
+``vaecourse.grading.grade`` (sandboxed kernel, probe, nbgrader bookkeeping, feedback) with each
+``--jobs`` value, and compared with the floor: executing the same notebook once with plain
+nbclient, no sandbox, no grading. Every copy must come out ``graded`` with every autograded point,
+or the benchmark stops: it times real grading, not a refusal. Prints a markdown table: seconds
+per submission, overhead over the floor with one job, and the speedup of each job count over one
+job.
 
     python benchmarks/grading.py --preset smoke --assignments ps0_warmup ps1_likelihood \\
         --submissions 100 --jobs 1 2 4 --write book/grading_throughput.md
@@ -15,7 +17,6 @@ speedup of each job count over one job.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,20 +26,16 @@ from common import markdown_table, parser
 from nbclient import NotebookClient
 
 from vaecourse import config, grading
+from vaecourse.grading import notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def answered(assignment: str) -> nbformat.NotebookNode:
-    """The master as a student would hand it in: solution markers and hidden tests removed."""
-    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-    for cell in nb.cells:
-        cell.source = re.sub(r"[^\n]*### BEGIN HIDDEN TESTS[\s\S]*?### END HIDDEN TESTS[^\n]*\n?",
-                             "", cell.source)
-        cell.source = "\n".join(line for line in cell.source.splitlines()
-                                if "### BEGIN SOLUTION" not in line
-                                and "### END SOLUTION" not in line)
-    return nb
+    """The release with every answer cell filled in from the master, as a student hands it in."""
+    release, master = (nbformat.read(ROOT / folder / assignment / f"{assignment}.ipynb",
+                                     as_version=4) for folder in ("exercises", "solutions"))
+    return notebook.answered(release, master)
 
 
 def floor_seconds(assignment: str) -> float:
@@ -60,9 +57,11 @@ def grading_seconds(assignment: str, submissions: int, jobs: int) -> float:
         start = time.perf_counter()
         results = grading.grade(assignment, subs, Path(tmp) / "out", root=ROOT, jobs=jobs)
         seconds = time.perf_counter() - start
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise RuntimeError(f"{assignment}: the master failed to grade: {failed[0].reason}")
+    auto = sum(notebook.nbgrader(c)["points"] for c in nb.cells if notebook.is_test(c))
+    wrong = [r for r in results if r.status != "graded" or r.score != auto]
+    if wrong:
+        raise RuntimeError(f"{assignment}: expected the master's answers graded with all {auto} "
+                           f"autograded points, got {wrong[0]}")
     return seconds / submissions
 
 

@@ -12,12 +12,6 @@ def notebooks(folder: str) -> list[Path]:
     )
 
 
-def without_solution_markers(source: str) -> str:
-    """A master's answer cell as a student would write it: nbgrader's solution markers removed."""
-    return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
-
-
 def ids(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(ROOT)) for p in paths]
 

@@ -30,11 +30,11 @@ import nbformat
 import psutil
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
-from notebooks import ROOT, without_solution_markers
+from notebooks import ROOT
 
 from vaecourse import grading
 from vaecourse.__main__ import main
-from vaecourse.grading import course, layout
+from vaecourse.grading import course, layout, notebook
 
 PS = "ps0_warmup"
 MASTER = nbformat.read(ROOT / "solutions" / PS / f"{PS}.ipynb", as_version=4)
@@ -53,14 +53,12 @@ def cell(nb, grade_id):
 
 def answer(grade_id):
     """The master's answer without nbgrader's solution markers, as a student would write it."""
-    return without_solution_markers(cell(MASTER, grade_id).source)
+    return notebook.without_solution_markers(cell(MASTER, grade_id).source)
 
 
 def filled(*grade_ids, **sources):
     """The release with the master's answers to ``grade_ids`` and the given sources."""
-    nb = copy.deepcopy(RELEASE)
-    for grade_id in grade_ids:
-        cell(nb, grade_id).source = answer(grade_id)
+    nb = notebook.answered(RELEASE, MASTER, list(grade_ids))
     for grade_id, source in sources.items():
         cell(nb, grade_id).source = source
     return nb
@@ -476,6 +474,20 @@ def test_tampering_names_each_change():
         "grade of 'q4_answer' changed from True to False",
         "unknown graded cell 'my_test'",
     ]
+
+
+def test_the_release_answered_as_the_master_is_an_untampered_full_submission():
+    nb = notebook.answered(RELEASE, MASTER)
+    assert grading.tampering(RELEASE, nb) == []
+    solutions = [c for c in MASTER.cells if notebook.nbgrader(c).get("solution")]
+    assert sorted(grading.grade_id(c) for c in solutions) == sorted(ANSWERS)
+    for master in solutions:
+        source = cell(nb, grading.grade_id(master)).source
+        assert source == answer(grading.grade_id(master)) and "### BEGIN" not in source
+        assert source != cell(RELEASE, grading.grade_id(master)).source
+    with pytest.raises(ValueError, match=r"expected answer cells of the master \(log_normal, "
+                                         r".*\), got q9"):
+        notebook.answered(RELEASE, MASTER, ["log_normal", "q9"])
 
 
 def output_text(graded, student):

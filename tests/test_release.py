@@ -13,7 +13,9 @@ import pytest
 from conftest import BIN
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
-from notebooks import ROOT, without_solution_markers
+from notebooks import ROOT
+
+from vaecourse.grading.notebook import answered, grade_id
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 
@@ -27,10 +29,6 @@ def nbgrader(course, *args) -> str:
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{log}"
     return log
-
-
-def grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
 def master(ps: str) -> nbformat.NotebookNode:
@@ -47,10 +45,7 @@ def first_answer(ps: str) -> str:
 def partly_answered(ps: str) -> nbformat.NotebookNode:
     """The committed release with the master's answer to its first answer cell only."""
     release = nbformat.read(ROOT / "exercises" / ps / f"{ps}.ipynb", as_version=4)
-    answered = next(c for c in master(ps).cells if grade_id(c) == first_answer(ps))
-    target = next(c for c in release.cells if grade_id(c) == first_answer(ps))
-    target.source = without_solution_markers(answered.source)
-    return release
+    return answered(release, master(ps), [first_answer(ps)])
 
 
 @pytest.fixture(scope="module", params=ASSIGNMENTS)

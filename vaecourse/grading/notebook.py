@@ -114,6 +114,30 @@ def missing_before(release: NotebookNode, cell: NotebookNode | None, seen: set[s
     return missing
 
 
+def without_solution_markers(source: str) -> str:
+    """A master's answer cell as a student would write it: nbgrader's solution markers removed."""
+    return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
+                     and "### END SOLUTION" not in line)
+
+
+def answered(release: NotebookNode, master: NotebookNode,
+             grade_ids: list[str] | None = None) -> NotebookNode:
+    """A submission as a student who answers like the master would hand it in: the release with
+    the master's answers, markers removed, in the answer cells named by ``grade_ids`` (all of
+    them if None). Used to check the grader on known answers."""
+    answers = {grade_id(c): c.source for c in master.cells if nbgrader(c).get("solution")}
+    names = list(answers) if grade_ids is None else grade_ids
+    unknown = sorted(set(names) - set(answers))
+    if unknown:
+        raise ValueError(f"expected answer cells of the master ({', '.join(answers)}), "
+                         f"got {', '.join(unknown)}")
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        if grade_id(cell) in names:
+            cell.source = without_solution_markers(answers[grade_id(cell)])
+    return nb
+
+
 def probe_cells(nb: NotebookNode) -> list[tuple[str, bool]]:
     """What the probe runs before the hidden tests, in order: the locked setup cells and the
     answer cells (no test cell, no free cell), each with whether it is the student's (and so
