@@ -34,7 +34,7 @@ from notebooks import ROOT
 
 from vaecourse import grading
 from vaecourse.__main__ import main
-from vaecourse.grading import course, layout, notebook
+from vaecourse.grading import course, layout, notebook, verdict
 
 PS = "ps0_warmup"
 MASTER = nbformat.read(ROOT / "solutions" / PS / f"{PS}.ipynb", as_version=4)
@@ -684,3 +684,45 @@ def test_stopping_the_grader_stops_every_process_and_a_rerun_resumes(tmp_path, s
     graded_once = [line for line in (out / "progress.jsonl").read_text().splitlines()
                    if '"a_honest"' in line]
     assert len(graded_once) == 1, "the re-run graded a_honest again instead of resuming"
+
+
+@pytest.mark.parametrize(("cpus", "jobs"), [(16, 8), (2, 1), (1, 1), (None, 1)])
+def test_the_default_jobs_are_half_the_cpus(monkeypatch, cpus, jobs):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert grading.batch.default_jobs() == jobs
+
+
+CACHED_REFERENCE = '''### BEGIN HIDDEN TESTS
+import functools
+
+from vaecourse.grading.verdict import roundtrip
+
+
+@functools.cache
+def reference(n):
+    reference.calls = getattr(reference, "calls", 0) + 1
+    return float(sum(range(n)))
+
+
+def probe():
+    return {"total": answer(4)}
+
+
+def check(values):
+    assert values["total"] == reference(4), f"expected {reference(4)}, got {values['total']}"
+
+
+check(roundtrip(probe()))
+### END HIDDEN TESTS
+'''
+
+
+def test_a_cached_reference_of_a_check_is_computed_once_per_process():
+    hidden = verdict.hidden_tests("test_cached", CACHED_REFERENCE)
+    assert "@functools.cache\ndef reference(n):" in hidden.check
+    assert "@functools.cache\ndef reference(n):" in hidden.probe  # the helpers go to both
+    for total, passed in ((6.0, True), (7.0, False), (6.0, True)):  # three students
+        entry = {"test": "test_cached", "values": verdict.encode({"total": total})}
+        [result] = verdict.decide([hidden], {"test_cached": entry})
+        assert result.passed is passed, result
+    assert verdict.checker(hidden).__globals__["reference"].calls == 1

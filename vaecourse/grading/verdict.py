@@ -30,6 +30,7 @@ subclass that lies about comparisons changes nothing.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import os
@@ -37,6 +38,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +92,17 @@ def hidden_tests(test: str, source: str) -> Hidden | None:
     def without(name: str) -> str:
         kept = [n for n in statements if getattr(n, "name", None) != name
                 and getattr(n, "module", None) != "vaecourse.grading.verdict"]
-        return "\n\n".join(ast.get_source_segment(body, n) for n in kept)
+        return "\n\n".join(segment(body, n) for n in kept)
 
     return Hidden(test, without("check"), without("probe"))
+
+
+def segment(source: str, node: ast.stmt) -> str:
+    """The source of a top-level statement, a function's decorators included."""
+    decorators = getattr(node, "decorator_list", [])
+    if not decorators:
+        return ast.get_source_segment(source, node)
+    return "\n".join(source.splitlines()[decorators[0].lineno - 1:node.end_lineno])
 
 
 def encode(value: object) -> object:
@@ -166,8 +176,19 @@ def probe_values(cells: list[tuple[str, bool]], hidden: list[Hidden], run: Path,
     return results
 
 
+@functools.cache
+def checker(h: Hidden) -> Callable[[object], None]:
+    """The ``check`` of ``h``, its section executed once per process: a helper that it decorates
+    with ``functools.cache`` (a reference computed by quadrature, say) is computed once for all
+    the students that a worker grades, not once per student."""
+    namespace: dict[str, object] = {}
+    exec(compile(h.check, f"<hidden check of {h.test}>", "exec"), namespace)
+    return namespace["check"]
+
+
 def decide(hidden: list[Hidden], results: dict[str, object]) -> list[Verdict]:
-    """Run each check on the decoded values of its probe, in this (trusted) process."""
+    """Run each check (:func:`checker`) on the decoded values of its probe, in this (trusted)
+    process."""
     verdicts = []
     for h in hidden:
         entry = results.get(h.test)
@@ -180,11 +201,9 @@ def decide(hidden: list[Hidden], results: dict[str, object]) -> list[Verdict]:
             name = name if isinstance(name, str) and re.fullmatch(r"\w{1,60}", name) else "error"
             verdicts.append(Verdict(h.test, False, f"your code raised {name} in the hidden tests"))
             continue
-        namespace: dict[str, object] = {}
         try:
             values = decode(entry["values"])
-            exec(compile(h.check, f"<hidden check of {h.test}>", "exec"), namespace)
-            namespace["check"](values)
+            checker(h)(values)
         except AssertionError as err:
             verdicts.append(Verdict(h.test, False, str(err)[:500] or "a hidden test failed"))
         except Exception as err:  # noqa: BLE001 (wrong types from the student's functions)
