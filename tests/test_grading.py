@@ -686,11 +686,6 @@ def test_stopping_the_grader_stops_every_process_and_a_rerun_resumes(tmp_path, s
     assert len(graded_once) == 1, "the re-run graded a_honest again instead of resuming"
 
 
-@pytest.mark.parametrize(("cpus", "jobs"), [(16, 8), (2, 1), (1, 1), (None, 1)])
-def test_the_default_jobs_are_half_the_cpus(monkeypatch, cpus, jobs):
-    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    assert grading.batch.default_jobs() == jobs
-
 
 CACHED_REFERENCE = '''### BEGIN HIDDEN TESTS
 import functools

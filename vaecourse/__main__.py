@@ -175,7 +175,7 @@ def add_grade(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--deadline", type=datetime.fromisoformat, default=None,
                    help="ISO date-time, e.g. 2025-03-01T23:59; later notebooks are late")
     p.add_argument("--jobs", type=int, default=None, help="students graded at once (default: "
-                   "half the CPUs, at least 1)")
+                   "the number of CPUs)")
     p.add_argument("--unsandboxed", action="store_true", help="run student code without "
                    "bubblewrap (unsafe; every row says so)")
     limits = [("timeout", "cell_seconds", "seconds per cell"),

@@ -244,13 +244,13 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
           root: Path = Path("."), jobs: int | None = None, sandboxed: bool = True,
           ) -> list[Result]:
     """Grade every student folder of ``submissions`` on its own (``jobs`` at a time, default
-    :func:`default_jobs`); write ``out/grades.csv`` row by row, then sorted by student. ``limits``
+    the number of CPUs); write ``out/grades.csv`` row by row, then sorted by student. ``limits``
     default to :class:`~vaecourse.grading.sandbox.Limits`'s; ``sandboxed=False`` is the
     instructor's explicit opt-out (``--unsandboxed``)."""
     if not submissions.is_dir():
         raise ValueError(f"SUBMISSIONS_DIR: expected a folder of student folders: {submissions}")
     limits = limits or sandbox.Limits()
-    jobs = jobs or default_jobs()
+    jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise ValueError(f"--jobs: expected a positive number of workers, got {jobs}")
     if sandboxed and not sandbox.available():
@@ -299,12 +299,6 @@ def grade(assignment: str, submissions: Path, out: Path | None = None,
                 save_progress(out / "progress.jsonl", entry.safe, digest(outcome.notebooks),
                               notes, tampered)
     return rows.sorted()
-
-
-def default_jobs() -> int:
-    """Half the CPUs, at least 1: each student runs two processes side by side, the kernel and
-    the probe, so one job keeps two cores busy (book/instructors.md, "--jobs")."""
-    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def die_with(grader: int) -> None:
