@@ -686,7 +686,6 @@ def test_stopping_the_grader_stops_every_process_and_a_rerun_resumes(tmp_path, s
     assert len(graded_once) == 1, "the re-run graded a_honest again instead of resuming"
 
 
-
 CACHED_REFERENCE = '''### BEGIN HIDDEN TESTS
 import functools
 
