@@ -2,8 +2,8 @@
 side by side on the same digits and epochs, under one preset, over seeds.
 
 Each model is trained by its recipe (``python -m vaecourse train vae|gan|vaegan|aae``) once per
-seed; the VAE (the preset's networks, latent 20) gets the GAN's ``gan_epochs`` and is measured
-by :func:`vaecourse.recipes.vae_quality`. The markdown table gives, per model, the mean ±
+seed; the VAE (the preset's networks, latent 20, chapter 6's ``vae_epochs``, as in chapter 11) is
+measured by :func:`vaecourse.recipes.vae_quality`. The markdown table gives, per model, the mean ±
 standard error over the seeds of the training time, the samples' sharpness (mean gradient
 energy) and class total variation under the digit classifier, the reconstruction error and the
 classifier's accuracy on reconstructions (encoders), the GAN's inversion error, and the AAEs'
@@ -35,11 +35,10 @@ FIGURES = ("train_seconds", "sharpness", "class_tv", "recon_error", "recon_accur
 
 def run(job: str, options: dict, preset: config.Preset, seed: int) -> dict:
     """One model's summary as its command line prints it (the VAE's with the measures of
-    :func:`vaecourse.recipes.vae_quality`, after ``gan_epochs`` epochs), every figure of
+    :func:`vaecourse.recipes.vae_quality`, after ``vae_epochs`` epochs), every figure of
     :data:`FIGURES` present (None where it does not apply)."""
     if job == "vae":
-        vae_run = recipes.vae(preset, epochs=preset.gan_epochs, seed=seed, evaluate=False,
-                              progress=False)
+        vae_run = recipes.vae(preset, seed=seed, evaluate=False, progress=False)
         summary = {**vae_run.summary(), **recipes.vae_quality(vae_run, preset)}
     else:
         summary = recipes.RECIPES[job](preset, seed=seed, progress=False, **options).summary()
@@ -72,8 +71,8 @@ def main() -> None:
     first = runs["GAN"][0]
     print(f"machine: {config.machine()}  ")
     print(f"preset: {p.name} (data {first['data']}, {first['train_digits']} training and "
-          f"{first['test_digits']} test digits, {p.gan_epochs} epochs for the VAE, GAN and "
-          f"VAE/GAN, {p.aae_epochs} for the AAEs, width {p.gan_width}, {p.quality_samples} "
+          f"{first['test_digits']} test digits, {p.vae_epochs} epochs for the VAE, {p.gan_epochs} "
+          f"for the GAN and VAE/GAN, {p.aae_epochs} for the AAEs, width {p.gan_width}, {p.quality_samples} "
           f"samples per model, MMD bandwidths {recipes.MMD_BANDWIDTHS}); device "
           f"{first['device']}; seeds {list(seeds(args))}; wall time "
           f"{time.perf_counter() - start:.0f} s\n")

@@ -63,6 +63,24 @@ def fit_once(model: torch.nn.Module, steps: list[train.Step]) -> None:
               progress=False)
 
 
+def test_gan_before_epoch_hook_sees_every_epoch_and_measuring_leaves_training_unchanged():
+    """Chapter 11 watches the samples during training with the fit loop's before_epoch hook:
+    drawing them in eval mode with their own generator must not change what is trained."""
+    seen = []
+
+    def watch(epoch, model):
+        seen.append(epoch)
+        model.eval()
+        recipes.draw(model.generator.sample, 50, seed=7)
+
+    plain, watched = (recipes.gan(SMOKE, seed=3, epochs=2, evaluate=False, progress=False,
+                                  before_epoch=hook) for hook in (None, watch))
+    assert seen == [0, 1] and plain.history == watched.history
+    for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values(),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_gan_steps_train_their_own_network_only():
     torch.manual_seed(0)
     model = gan.GAN(latent=4, width=4)

@@ -32,6 +32,20 @@ def test_shapes(network):
     assert loss.shape == () and set(metrics) == {"loss", "elbo", "reconstruction", "kl"}
 
 
+@pytest.mark.parametrize("network", [vae.VAE, vae.ConvVAE])
+def test_sample_means_and_reconstruct_are_bernoulli_means(network):
+    torch.manual_seed(0)
+    model = network(latent=4, hidden=32).eval()
+    means = model.sample_means(6, torch.Generator().manual_seed(3))
+    z = torch.randn(6, 4, generator=torch.Generator().manual_seed(3))
+    assert means.shape == (6, 784) and torch.allclose(means, torch.sigmoid(model.decode(z)))
+    assert torch.equal(means, model.sample_means(6, torch.Generator().manual_seed(3)))
+    x = binary_images(5)
+    x_hat = model.reconstruct(x)
+    assert x_hat.shape == (5, 784) and ((x_hat > 0) & (x_hat < 1)).all()
+    assert torch.allclose(x_hat, torch.sigmoid(model.decode(model.encode(x)[0])))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_negative_elbo_matches_torch_distributions(dtype):
     model, x = tiny_model(dtype=dtype), binary_images(6, dtype=dtype)

@@ -86,7 +86,7 @@ PRESETS: dict[str, Preset] = {
         test_size=None, epochs=30, batch_size=100, hidden=256, eval_samples=5000, image_size=32,
         vae_epochs=120, eval_size=200, mnist_source="embedded", vae_arch="mlp",
         forecast_size=6000, color_images=2000, color_epochs=48, color_width=8, ae_steps=2000,
-        seeds=1, classifier_epochs=20, conv_epochs=30, cvae_epochs=50, gan_epochs=20,
+        seeds=1, classifier_epochs=20, conv_epochs=30, cvae_epochs=50, gan_epochs=60,
         gan_width=16, aae_epochs=50, quality_samples=10_000,
         factor_images=None, factor_epochs=30, factor_width=8, edit_images=4000, edit_epochs=5,
         m2_epochs=10,

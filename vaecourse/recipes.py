@@ -535,25 +535,29 @@ def adam(parameters: Iterable[nn.Parameter], loss_fn: train.LossFn, name: str,
 
 
 def fit_gan(preset: config.Preset, loader: DataLoader, test: TensorDataset, latent: int,
-            epochs: int, device: torch.device, progress: bool
+            epochs: int, device: torch.device, progress: bool,
+            before_epoch: Callable[[int, nn.Module], None] | None = None
             ) -> tuple[gan_models.GAN, train.History, float]:
     """Train chapter 11's GAN (width ``gan_width``): per batch a discriminator step, then a
-    generator step; the test history holds both losses on the test digits."""
+    generator step; the test history holds both losses on the test digits. ``before_epoch``
+    is :func:`vaecourse.train.fit`'s hook (chapter 11 measures the samples with it)."""
     model = gan_models.GAN(latent, preset.gan_width)
     steps = [adam(model.discriminator.parameters(), gan_models.GAN.discriminator_step,
                   "discriminator"),
              adam(model.generator.parameters(), gan_models.GAN.generator_step, "generator")]
     history, seconds = timed_fit(model, loader, epochs=epochs, steps=steps, device=device,
                                  test_loader=DataLoader(test, batch_size=preset.batch_size),
-                                 progress=progress)
+                                 before_epoch=before_epoch, progress=progress)
     return model, history, seconds
 
 
 def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, seed: int = 0,
-        device: torch.device | None = None, evaluate: bool = True, progress: bool = True) -> Run:
+        device: torch.device | None = None, evaluate: bool = True, progress: bool = True,
+        before_epoch: Callable[[int, nn.Module], None] | None = None) -> Run:
     """Chapter 11's DCGAN on the grey digits of :func:`grey_digits`, Adam as in DCGAN.
 
-    ``epochs`` defaults to the preset's ``gan_epochs``. Metrics: :func:`image_quality` of the
+    ``epochs`` defaults to the preset's ``gan_epochs``; ``before_epoch`` is passed to
+    :func:`vaecourse.train.fit` (its time counts as training time). Metrics: :func:`image_quality` of the
     preset's ``quality_samples`` samples; GAN inversion (:func:`vaecourse.models.gan.invert`) of
     the first :data:`INVERSION_DIGITS` test digits: ``inversion_error`` (mean ||x - G(z*)||^2)
     and ``inversion_seconds``.
@@ -561,7 +565,8 @@ def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, s
     device = start(preset, seed, device)
     loader, test, source = grey_digits(preset, seed)
     epochs = resolve_epochs(epochs, preset.gan_epochs)
-    model, history, seconds = fit_gan(preset, loader, test, latent, epochs, device, progress)
+    model, history, seconds = fit_gan(preset, loader, test, latent, epochs, device, progress,
+                                      before_epoch)
     results: dict[str, Value] = {}
     if evaluate:
         results = image_quality(draw(model.generator.sample, preset.quality_samples, seed),
@@ -636,21 +641,14 @@ def vae_quality(run: Run, preset: config.Preset) -> dict[str, float]:
     """Chapter 11's measures of a :func:`vae` run, as the other recipes of chapters 11-13 take
     them (the classifier of the run's seed): :func:`image_quality` of its prior samples (the
     decoder's Bernoulli means at z ~ N(0, I)) and :func:`reconstruction_quality` of the grey
-    test digits, x_hat the Bernoulli means at the mean of q(z|x)."""
+    test digits, x_hat the Bernoulli means at the mean of q(z|x) (:meth:`VAE.reconstruct
+    <vaecourse.models.vae.VAE.reconstruct>`)."""
     model, seed = run.model, run.provenance["seed"]
     device = config.module_device(model)
     _, test, _ = grey_digits(preset, seed)
     net = digit_classifier(preset, seed, device)
-
-    def sample(n: int, generator: torch.Generator) -> Tensor:
-        z = torch.randn(n, model.latent, generator=generator).to(device)
-        return torch.sigmoid(model.decode(z))
-
-    def reconstruct(x: Tensor, y: Tensor) -> Tensor:
-        return torch.sigmoid(model.decode(model.encode(x)[0]))
-
-    return {**image_quality(draw(sample, preset.quality_samples, seed), test, net),
-            **reconstruction_quality(reconstruct, test, net, device)}
+    return {**image_quality(draw(model.sample_means, preset.quality_samples, seed), test, net),
+            **reconstruction_quality(lambda x, y: model.reconstruct(x), test, net, device)}
 
 
 def prior_mmd(codes: Tensor, prior_samples: Tensor, seed: int) -> tuple[float, float]:

@@ -59,6 +59,18 @@ class VAE(nn.Module):
         """The Bernoulli logits of p(x|z), shape (..., 784)."""
         return self.decoder(z)
 
+    def sample_means(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """The Bernoulli means sigmoid(decode(z)) of ``n`` codes z ~ N(0, I) drawn with
+        ``generator`` (a CPU generator works), (n, 784): what chapter 11 shows as samples."""
+        weight = next(self.parameters())
+        z = torch.randn(n, self.latent, generator=generator, dtype=weight.dtype)
+        return torch.sigmoid(self.decode(z.to(weight.device)))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The Bernoulli means at the mean of q(z|x), (B, 784): the encoder's map back to z,
+        then the decoder (chapter 11)."""
+        return torch.sigmoid(self.decode(self.encode(x)[0]))
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Encode, sample z with the reparameterization trick, decode: ``(logits, mu, logvar)``."""
         mu, logvar = self.encode(x)
