@@ -557,8 +557,8 @@ def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, s
     """Chapter 11's DCGAN on the grey digits of :func:`grey_digits`, Adam as in DCGAN.
 
     ``epochs`` defaults to the preset's ``gan_epochs``; ``before_epoch`` is passed to
-    :func:`vaecourse.train.fit` (its time counts as training time). Metrics: :func:`image_quality` of the
-    preset's ``quality_samples`` samples; GAN inversion (:func:`vaecourse.models.gan.invert`) of
+    :func:`vaecourse.train.fit` (its time counts as training time). Metrics:
+    :func:`image_quality` of the preset's ``quality_samples`` samples; GAN inversion (:func:`vaecourse.models.gan.invert`) of
     the first :data:`INVERSION_DIGITS` test digits: ``inversion_error`` (mean ||x - G(z*)||^2)
     and ``inversion_seconds``.
     """
