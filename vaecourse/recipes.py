@@ -559,7 +559,8 @@ def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, s
     ``epochs`` defaults to the preset's ``gan_epochs``; ``before_epoch`` is passed to
     :func:`vaecourse.train.fit` (its time counts as training time). Metrics:
     :func:`image_quality` of the preset's ``quality_samples`` samples; GAN inversion
-    (:func:`vaecourse.models.gan.invert`) of the first :data:`INVERSION_DIGITS` test digits: ``inversion_error`` (mean ||x - G(z*)||^2)
+    (:func:`vaecourse.models.gan.invert`) of the first :data:`INVERSION_DIGITS` test digits:
+    ``inversion_error`` (mean ||x - G(z*)||^2)
     and ``inversion_seconds``.
     """
     device = start(preset, seed, device)
