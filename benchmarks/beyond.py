@@ -1,10 +1,10 @@
 """Benchmark of chapters 11-13: the VAE, the GAN, VAE/GAN, VAE_Dis and adversarial autoencoders
-side by side on the same digits and epochs, under one preset, over seeds.
+side by side on the same digits, under one preset, over seeds.
 
 Each model is trained by its recipe (``python -m vaecourse train vae|gan|vaegan|aae``) once per
-seed; the VAE (the preset's networks, latent 20, chapter 6's ``vae_epochs``, as in chapter 11) is
-measured by :func:`vaecourse.recipes.vae_quality`. The markdown table gives, per model, the mean ±
-standard error over the seeds of the training time, the samples' sharpness (mean gradient
+seed; the VAE (the preset's networks, latent 20, chapter 6's ``vae_epochs``) is measured by
+:func:`vaecourse.recipes.vae_quality`. The markdown table gives, per model, the mean ± standard
+error over the seeds of the training time, the samples' sharpness (mean gradient
 energy) and class total variation under the digit classifier, the reconstruction error and the
 classifier's accuracy on reconstructions (encoders), the GAN's inversion error, and the AAEs'
 MMD^2 of test codes to their prior next to the latent-2 VAE's; a last row gives the test digits'

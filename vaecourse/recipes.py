@@ -560,8 +560,7 @@ def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, s
     :func:`vaecourse.train.fit` (its time counts as training time). Metrics:
     :func:`image_quality` of the preset's ``quality_samples`` samples; GAN inversion
     (:func:`vaecourse.models.gan.invert`) of the first :data:`INVERSION_DIGITS` test digits:
-    ``inversion_error`` (mean ||x - G(z*)||^2)
-    and ``inversion_seconds``.
+    ``inversion_error`` (mean ||x - G(z*)||^2) and ``inversion_seconds``.
     """
     device = start(preset, seed, device)
     loader, test, source = grey_digits(preset, seed)

@@ -61,14 +61,15 @@ class VAE(nn.Module):
 
     def sample_means(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """The Bernoulli means sigmoid(decode(z)) of ``n`` codes z ~ N(0, I) drawn with
-        ``generator`` (a CPU generator works), (n, 784): what chapter 11 shows as samples."""
+        ``generator`` (a CPU generator works), (n, 784): the samples that
+        :func:`vaecourse.recipes.vae_quality` measures."""
         weight = next(self.parameters())
         z = torch.randn(n, self.latent, generator=generator, dtype=weight.dtype)
         return torch.sigmoid(self.decode(z.to(weight.device)))
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """The Bernoulli means at the mean of q(z|x), (B, 784): the encoder's map back to z,
-        then the decoder (chapter 11)."""
+        then the decoder (the reconstructions of :func:`vaecourse.recipes.vae_quality`)."""
         return torch.sigmoid(self.decode(self.encode(x)[0]))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
