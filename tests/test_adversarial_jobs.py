@@ -158,6 +158,8 @@ def test_gan_inversion_recovers_an_image_of_the_generator():
     assert z.shape == (6, 4) and not z.requires_grad
     assert (error < 0.05 * start.flatten(1).sum(1)).all(), (error, start.flatten(1).sum(1))
     assert all(p.grad is None for p in g.parameters())
+    with torch.no_grad():  # as inside recipes.reconstruction_quality (chapter 11)
+        torch.testing.assert_close(gan.invert(g, x, steps=300, lr=0.05, seed=1), z, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("call, message", [

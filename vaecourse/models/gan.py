@@ -255,7 +255,8 @@ def invert(generator: Generator, x: Tensor, steps: int = 200, lr: float = 0.05,
 
     A GAN has no encoder; mapping an image back to its code is an optimization per image
     (chapter 11). ``x`` (B, 784) or (B, 1, 28, 28); returns z* (B, latent). The generator is
-    put in eval mode and left unchanged.
+    put in eval mode and left unchanged. Gradients are on inside, so it also works where the
+    caller turned them off (``torch.no_grad``).
     """
     check_sizes(steps=steps)
     target = as_images(x)
@@ -265,10 +266,11 @@ def invert(generator: Generator, x: Tensor, steps: int = 200, lr: float = 0.05,
                     generator=torch.Generator().manual_seed(seed)).to(weight.device)
     z.requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        loss = (generator(z) - target).pow(2).flatten(1).sum(1).sum()
-        grad, = torch.autograd.grad(loss, z)
-        z.grad = grad
-        optimizer.step()
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = (generator(z) - target).pow(2).flatten(1).sum(1).sum()
+            grad, = torch.autograd.grad(loss, z)
+            z.grad = grad
+            optimizer.step()
     return z.detach()
