@@ -150,7 +150,7 @@ def test_declared_answer_map_names_real_cells(master):
 KINDS = ("implement", "derive", "experiment", "written")
 # Problem sets that need autograded questions of the kinds `derive` and `experiment`.
 DERIVE_AND_EXPERIMENT = ("ps1_likelihood", "ps2_elbo", "ps3_vae", "ps4_colorization",
-                         "ps5_forecasting")
+                         "ps5_forecasting", "ps6_adversarial")
 
 
 def test_question_map_gives_every_question_a_kind_and_its_points(master):
