@@ -63,18 +63,26 @@ def fit_once(model: torch.nn.Module, steps: list[train.Step]) -> None:
               progress=False)
 
 
-def test_gan_before_epoch_hook_sees_every_epoch_and_measuring_leaves_training_unchanged():
-    """Chapter 11 watches the samples during training with the fit loop's before_epoch hook:
+SAMPLERS = {"gan": lambda model: model.generator.sample,
+            "vaegan": lambda model: model.decoder.sample, "aae": lambda model: model.sample}
+
+
+@pytest.mark.parametrize("job, options", [("gan", {}), ("vaegan", {"similarity": "learned"}),
+                                          ("vaegan", {"similarity": "pretrained"}),
+                                          ("aae", {"prior": "mixture"})])
+def test_before_epoch_hook_sees_every_epoch_and_measuring_leaves_training_unchanged(job, options):
+    """Chapters 11-13 watch the samples during training with the fit loop's before_epoch hook:
     drawing them in eval mode with their own generator must not change what is trained."""
     seen = []
 
     def watch(epoch, model):
         seen.append(epoch)
         model.eval()
-        recipes.draw(model.generator.sample, 50, seed=7)
+        recipes.draw(SAMPLERS[job](model), 50, seed=7)
 
-    plain, watched = (recipes.gan(SMOKE, seed=3, epochs=2, evaluate=False, progress=False,
-                                  before_epoch=hook) for hook in (None, watch))
+    plain, watched = (recipes.RECIPES[job](SMOKE, seed=3, epochs=2, evaluate=False,
+                                           progress=False, before_epoch=hook, **options)
+                      for hook in (None, watch))
     assert seen == [0, 1] and plain.history == watched.history
     for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values(),
                     strict=True):

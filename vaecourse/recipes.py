@@ -587,8 +587,8 @@ def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, s
 
 def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 64,
            gamma: float = 1.0, layer: int = 2, epochs: int | None = None, seed: int = 0,
-           device: torch.device | None = None, evaluate: bool = True, progress: bool = True
-           ) -> Run:
+           device: torch.device | None = None, evaluate: bool = True, progress: bool = True,
+           before_epoch: Callable[[int, nn.Module], None] | None = None) -> Run:
     """Chapter 12's VAE/GAN (``similarity="learned"``) or VAE_Dis (``"pretrained"``) on the
     grey digits of :func:`grey_digits`.
 
@@ -597,7 +597,8 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
     VAE_Dis: chapter 11's GAN is trained first (:func:`fit_gan`, ``epochs`` too; its curves are
     ``history["gan_train"]`` and ``["gan_test"]``, its time is counted), then encoder and
     decoder on L_prior + L_llike with its discriminator frozen. Width ``gan_width``, ``epochs``
-    default ``gan_epochs``. Metrics: :func:`image_quality` of the decoder's prior samples and
+    default ``gan_epochs``. ``before_epoch`` is :func:`vaecourse.train.fit`'s hook for the
+    VAE/GAN, or for VAE_Dis's second stage (its time counts as training time). Metrics: :func:`image_quality` of the decoder's prior samples and
     :func:`reconstruction_quality` of Dec(mu(x)).
     """
     device = start(preset, seed, device)
@@ -606,7 +607,7 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
     epochs = resolve_epochs(epochs, preset.gan_epochs)
     test_loader = DataLoader(test, batch_size=preset.batch_size)
     options = {"epochs": epochs, "device": device, "test_loader": test_loader,
-               "progress": progress}
+               "progress": progress, "before_epoch": before_epoch}
     if similarity == "learned":
         model = vaegan_models.VAEGAN(latent, preset.gan_width, gamma, layer)
         steps = [adam(model.encoder.parameters(), vaegan_models.VAEGAN.encoder_step, "encoder"),
@@ -661,14 +662,16 @@ def prior_mmd(codes: Tensor, prior_samples: Tensor, seed: int) -> tuple[float, f
 
 def aae(preset: config.Preset, *, prior: str = "mixture", supervised: bool = False,
         epochs: int | None = None, seed: int = 0, device: torch.device | None = None,
-        evaluate: bool = True, progress: bool = True) -> Run:
+        evaluate: bool = True, progress: bool = True,
+        before_epoch: Callable[[int, nn.Module], None] | None = None) -> Run:
     """Chapter 13's adversarial autoencoder with a 2-D code shaped to ``prior`` (one of
     :data:`AAE_PRIORS`), on the grey digits of :func:`grey_digits`; ``supervised`` feeds the
     label to the decoder.
 
     Per batch: the reconstruction step (Adam, lr 1e-3), then the regularization phase's
     discriminator and encoder steps (:data:`GAN_ADAM`); width ``hidden``, ``epochs`` default
-    ``aae_epochs``. Metrics: :func:`image_quality` of decoded prior samples (with uniform labels
+    ``aae_epochs``; ``before_epoch`` is :func:`vaecourse.train.fit`'s hook (its time counts as
+    training time). Metrics: :func:`image_quality` of decoded prior samples (with uniform labels
     when supervised; then also ``label_accuracy``, how often the classifier reads the label
     given), :func:`reconstruction_quality`, and ``prior_mmd`` (with ``_se``): MMD^2_u of at most
     :data:`MMD_POINTS` test codes against as many prior samples; ``vae_prior_mmd``: the same
@@ -687,7 +690,7 @@ def aae(preset: config.Preset, *, prior: str = "mixture", supervised: bool = Fal
              adam(model.autoencoder.encoder.parameters(), Game.encoder_step, "encoder")]
     history, seconds = timed_fit(model, loader, epochs=epochs, steps=steps, device=device,
                                  test_loader=DataLoader(test, batch_size=preset.batch_size),
-                                 progress=progress)
+                                 before_epoch=before_epoch, progress=progress)
     results: dict[str, Value] = {}
     if evaluate:
         net = digit_classifier(preset, seed, device)
