@@ -598,8 +598,9 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
     ``history["gan_train"]`` and ``["gan_test"]``, its time is counted), then encoder and
     decoder on L_prior + L_llike with its discriminator frozen. Width ``gan_width``, ``epochs``
     default ``gan_epochs``. ``before_epoch`` is :func:`vaecourse.train.fit`'s hook for the
-    VAE/GAN, or for VAE_Dis's second stage (its time counts as training time). Metrics: :func:`image_quality` of the decoder's prior samples and
-    :func:`reconstruction_quality` of Dec(mu(x)).
+    VAE/GAN, or for VAE_Dis's second stage (its time counts as training time). Metrics:
+    :func:`image_quality` of the decoder's prior samples and :func:`reconstruction_quality` of
+    Dec(mu(x)).
     """
     device = start(preset, seed, device)
     check_choice("similarity", similarity, VAEGAN_SIMILARITIES)
