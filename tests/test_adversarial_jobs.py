@@ -63,30 +63,46 @@ def fit_once(model: torch.nn.Module, steps: list[train.Step]) -> None:
               progress=False)
 
 
-SAMPLERS = {"gan": lambda model: model.generator.sample,
-            "vaegan": lambda model: model.decoder.sample, "aae": lambda model: model.sample}
-
-
 @pytest.mark.parametrize("job, options", [("gan", {}), ("vaegan", {"similarity": "learned"}),
                                           ("vaegan", {"similarity": "pretrained"}),
                                           ("aae", {"prior": "mixture"})])
 def test_before_epoch_hook_sees_every_epoch_and_measuring_leaves_training_unchanged(job, options):
-    """Chapters 11-13 watch the samples during training with the fit loop's before_epoch hook:
-    drawing them in eval mode with their own generator must not change what is trained."""
-    seen = []
-
-    def watch(epoch, model):
-        seen.append(epoch)
-        model.eval()
-        recipes.draw(SAMPLERS[job](model), 50, seed=7)
-
+    """Chapters 11-13 watch the samples during training with the fit loop's before_epoch hook
+    (recipes.quality_watcher): drawing them in eval mode with their own generator, and
+    reconstructing test digits, must not change what is trained."""
+    curve = []
+    _, test, _ = recipes.grey_digits(SMOKE, seed=3)
+    net = classifier_of_smoke()
+    digits = 20 if job == "vaegan" else None
+    watch = recipes.quality_watcher(curve, test, net, every=1, samples=50, digits=digits)
     plain, watched = (recipes.RECIPES[job](SMOKE, seed=3, epochs=2, evaluate=False,
                                            progress=False, before_epoch=hook, **options)
                       for hook in (None, watch))
-    assert seen == [0, 1] and plain.history == watched.history
+    assert [epoch for epoch, _ in curve] == [0, 1] and plain.history == watched.history
+    keys = {"sharpness", "class_tv", "test_sharpness", "test_class_tv"}
+    assert set(curve[0][1]) == keys | ({"recon_error", "recon_accuracy"} if digits else set())
     for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def classifier_of_smoke() -> torch.nn.Module:
+    return recipes.digit_classifier(SMOKE, 3, torch.device("cpu"))
+
+
+def test_quality_watcher_measures_every_kth_epoch_from_the_same_codes():
+    curve = []
+    _, test, _ = recipes.grey_digits(SMOKE, seed=0)
+    torch.manual_seed(0)
+    model = gan.GAN(latent=4, width=4)
+    watch = recipes.quality_watcher(curve, test, classifier_of_smoke(), every=3, samples=40)
+    for epoch in range(7):
+        watch(epoch, model)
+    assert [epoch for epoch, _ in curve] == [0, 3, 6]
+    assert curve[0][1] == curve[1][1] == curve[2][1]  # an unchanged model, the same codes
+    expected = recipes.image_quality(recipes.draw(model.sample, 40, seed=1), test,
+                                     classifier_of_smoke())
+    assert curve[0][1] == expected
 
 
 def test_gan_steps_train_their_own_network_only():
@@ -125,6 +141,8 @@ def test_vae_dis_keeps_the_gans_discriminator_frozen():
     torch.manual_seed(0)
     trained = gan.GAN(latent=4, width=4)
     model = vaegan.VAEGAN.from_gan(trained, gamma=1.0, layer=1)
+    for key, value in trained.generator.state_dict().items():  # the decoder starts at G
+        torch.testing.assert_close(model.decoder.state_dict()[key], value, rtol=0, atol=0)
     frozen = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
     encoder = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     parameters = [*model.encoder.parameters(), *model.decoder.parameters()]
@@ -134,6 +152,21 @@ def test_vae_dis_keeps_the_gans_discriminator_frozen():
     assert changed(encoder, model.encoder)
     for key, value in trained.discriminator.state_dict().items():
         torch.testing.assert_close(frozen[key], value)
+
+
+def test_vae_dis_takes_a_trained_gan_and_leaves_it_unchanged():
+    gan_run = recipes.gan(SMOKE, seed=1, evaluate=False, progress=False)
+    before = {k: v.clone() for k, v in gan_run.model.state_dict().items()}
+    run = recipes.vaegan(SMOKE, similarity="pretrained", trained=gan_run.model, seed=1,
+                         evaluate=False, progress=False)
+    assert not changed(before, gan_run.model)
+    assert "gan_train" not in run.history and len(run.history["train"]) == SMOKE.vaegan_epochs
+    discriminator = gan_run.model.discriminator.state_dict()
+    assert not changed(discriminator, run.model.discriminator)
+    trained_first = recipes.vaegan(SMOKE, similarity="pretrained", seed=1, evaluate=False,
+                                   progress=False)
+    assert len(trained_first.history["gan_train"]) == SMOKE.gan_epochs
+    assert not changed(discriminator, trained_first.model.discriminator)  # the same GAN
 
 
 def test_aae_steps_train_their_networks():
@@ -175,6 +208,8 @@ def test_gan_inversion_recovers_an_image_of_the_generator():
     (lambda: recipes.vaegan(SMOKE, similarity="pixels"), "similarity must be one of"),
     (lambda: recipes.vaegan(SMOKE, layer=3), r"layer must be an int in 1..2, got 3"),
     (lambda: recipes.vaegan(SMOKE, gamma=-1.0), "gamma must be >= 0, got -1.0"),
+    (lambda: recipes.vaegan(SMOKE, trained=gan.GAN(4, 4)),
+     r"a trained GAN is VAE_Dis's \(similarity='pretrained'\), got similarity='learned'"),
     (lambda: recipes.gan(SMOKE, latent=0), "latent must be an int >= 1, got 0"),
     (lambda: recipes.gan(SMOKE, epochs=0), "epochs must be an int >= 1"),
     (lambda: aae.AdversarialAutoencoder(hidden=4).sample(2, labels=torch.zeros(2).long()),

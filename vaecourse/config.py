@@ -57,7 +57,8 @@ class Preset:
     classifier_epochs: int  # training epochs of the digit classifier of chapter 6
     conv_epochs: int  # training epochs of chapter 6's convolutional VAE
     cvae_epochs: int  # training epochs of each model of chapter 8 (CVAE and its baseline)
-    gan_epochs: int  # training epochs of the GAN and the VAE/GAN of chapters 11-12
+    gan_epochs: int  # training epochs of the GAN of chapters 11-12 (VAE_Dis's first stage)
+    vaegan_epochs: int  # training epochs of chapter 12's VAE/GAN and of VAE_Dis's second stage
     gan_width: int  # channels of the first layer of their networks (DCGAN's w)
     aae_epochs: int  # training epochs of chapter 13's adversarial autoencoders
     quality_samples: int  # samples whose sharpness and class histogram are measured (11-13)
@@ -77,7 +78,7 @@ PRESETS: dict[str, Preset] = {
         vae_epochs=2, eval_size=20, mnist_source="embedded", vae_arch="mlp",
         forecast_size=1000, color_images=128, color_epochs=1, color_width=4, ae_steps=500,
         seeds=1, classifier_epochs=1, conv_epochs=1, cvae_epochs=2, gan_epochs=1, gan_width=8,
-        aae_epochs=1, quality_samples=500,
+        vaegan_epochs=1, aae_epochs=1, quality_samples=500,
         factor_images=512, factor_epochs=1, factor_width=4, edit_images=256, edit_epochs=1,
         m2_epochs=1,
     ),
@@ -87,7 +88,7 @@ PRESETS: dict[str, Preset] = {
         vae_epochs=120, eval_size=200, mnist_source="embedded", vae_arch="mlp",
         forecast_size=6000, color_images=2000, color_epochs=48, color_width=8, ae_steps=2000,
         seeds=1, classifier_epochs=20, conv_epochs=30, cvae_epochs=50, gan_epochs=60,
-        gan_width=16, aae_epochs=50, quality_samples=10_000,
+        gan_width=16, vaegan_epochs=180, aae_epochs=50, quality_samples=10_000,
         factor_images=None, factor_epochs=30, factor_width=8, edit_images=4000, edit_epochs=5,
         m2_epochs=10,
     ),
@@ -97,7 +98,8 @@ PRESETS: dict[str, Preset] = {
         vae_epochs=200, eval_size=None, mnist_source="auto", vae_arch="conv",
         forecast_size=50_000, color_images=40_000, color_epochs=60, color_width=32,
         ae_steps=10_000, seeds=3, classifier_epochs=20,
-        conv_epochs=100, cvae_epochs=100, gan_epochs=100, gan_width=64, aae_epochs=200,
+        conv_epochs=100, cvae_epochs=100, gan_epochs=100, gan_width=64,
+        vaegan_epochs=200, aae_epochs=200,
         quality_samples=10_000,
         factor_images=None, factor_epochs=100, factor_width=32, edit_images=18432,
         edit_epochs=30, m2_epochs=200,

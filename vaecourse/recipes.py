@@ -58,6 +58,7 @@ GAN_ADAM = {"lr": 2e-4, "betas": (0.5, 0.999)}  # DCGAN's Adam (Radford et al. 2
 MMD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 MMD_POINTS = 2000  # at most this many test codes (and as many prior samples) per MMD estimate
 INVERSION_DIGITS = 100  # chapter 11: test digits mapped back to z by GAN inversion
+WATCHED_SAMPLES = 2000  # chapters 11-12: samples measured at each point of a training curve
 
 Value = float | int | str | tuple | None
 
@@ -518,6 +519,28 @@ def reconstruction_quality(reconstruct: Callable[[Tensor, Tensor], Tensor], test
             "recon_accuracy": (label == y_test).float().mean().item()}
 
 
+def quality_watcher(curve: list[tuple[int, dict[str, float]]], test: TensorDataset,
+                    net: nn.Module, every: int, samples: int = WATCHED_SAMPLES,
+                    digits: int | None = None) -> Callable[[int, nn.Module], None]:
+    """A :func:`vaecourse.train.fit` ``before_epoch`` hook that watches a model train (chapters
+    11-12): before epochs 0, ``every``, 2 ``every``, ... (call it once more after the last) it
+    appends ``(epoch, scores)`` to ``curve``, the scores :func:`image_quality` of ``samples``
+    samples of ``model.sample`` (drawn with seed 1) and, with ``digits``, the
+    :func:`reconstruction_quality` of ``model.reconstruct`` on the first ``digits`` of ``test``.
+    """
+    watched = TensorDataset(*(t[:digits] for t in test.tensors)) if digits else None
+
+    def watch(epoch: int, model: nn.Module) -> None:
+        if epoch % every == 0:
+            model.eval()
+            scores = image_quality(draw(model.sample, samples, seed=1), test, net)
+            if watched is not None:
+                scores |= reconstruction_quality(lambda x, y: model.reconstruct(x), watched, net,
+                                                 config.module_device(model))
+            curve.append((epoch, scores))
+    return watch
+
+
 def grey_digits(preset: config.Preset, seed: int) -> tuple[DataLoader, TensorDataset, str]:
     """Chapters 11-13's data: the VAE's digits (``mnist_source``, the preset's sizes) as grey
     levels: a shuffled training loader, the test set and the source's name."""
@@ -588,24 +611,31 @@ def gan(preset: config.Preset, *, latent: int = 64, epochs: int | None = None, s
 def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 64,
            gamma: float = 1.0, layer: int = 2, epochs: int | None = None, seed: int = 0,
            device: torch.device | None = None, evaluate: bool = True, progress: bool = True,
-           before_epoch: Callable[[int, nn.Module], None] | None = None) -> Run:
+           before_epoch: Callable[[int, nn.Module], None] | None = None,
+           trained: gan_models.GAN | None = None) -> Run:
     """Chapter 12's VAE/GAN (``similarity="learned"``) or VAE_Dis (``"pretrained"``) on the
     grey digits of :func:`grey_digits`.
 
     VAE/GAN: per batch an encoder, a decoder and a discriminator step, each on its own loss of
     :func:`vaecourse.models.vaegan.vaegan_losses` (feature layer ``layer``, weight ``gamma``).
-    VAE_Dis: chapter 11's GAN is trained first (:func:`fit_gan`, ``epochs`` too; its curves are
-    ``history["gan_train"]`` and ``["gan_test"]``, its time is counted), then encoder and
-    decoder on L_prior + L_llike with its discriminator frozen. Width ``gan_width``, ``epochs``
-    default ``gan_epochs``. ``before_epoch`` is :func:`vaecourse.train.fit`'s hook for the
-    VAE/GAN, or for VAE_Dis's second stage (its time counts as training time). Metrics:
-    :func:`image_quality` of the decoder's prior samples and :func:`reconstruction_quality` of
-    Dec(mu(x)).
+    VAE_Dis: chapter 11's GAN (``trained``, or trained first by :func:`fit_gan` for the preset's
+    ``gan_epochs``: then its curves are ``history["gan_train"]`` and ``["gan_test"]`` and its
+    time is counted) gives the frozen discriminator and the decoder's starting weights
+    (:meth:`VAEGAN.from_gan <vaecourse.models.vaegan.VAEGAN.from_gan>`); encoder and decoder
+    then train on L_prior + L_llike, a VAE without a game, with one Adam at lr 1e-3 (as the AAE's
+    reconstruction phase). Width ``gan_width``; ``epochs`` (of the VAE/GAN, or of
+    VAE_Dis's second stage) default ``vaegan_epochs``. ``before_epoch`` is
+    :func:`vaecourse.train.fit`'s hook for the VAE/GAN, or for VAE_Dis's second stage (its time
+    counts as training time). Metrics: :func:`image_quality` of the decoder's prior samples and
+    :func:`reconstruction_quality` of Dec(mu(x)).
     """
     device = start(preset, seed, device)
     check_choice("similarity", similarity, VAEGAN_SIMILARITIES)
+    if trained is not None and similarity != "pretrained":
+        raise ValueError(f"a trained GAN is VAE_Dis's (similarity='pretrained'), got "
+                         f"similarity={similarity!r}")
     loader, test, source = grey_digits(preset, seed)
-    epochs = resolve_epochs(epochs, preset.gan_epochs)
+    epochs = resolve_epochs(epochs, preset.vaegan_epochs)
     test_loader = DataLoader(test, batch_size=preset.batch_size)
     options = {"epochs": epochs, "device": device, "test_loader": test_loader,
                "progress": progress, "before_epoch": before_epoch}
@@ -617,14 +647,16 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
                       "discriminator")]
         history, seconds = timed_fit(model, loader, steps=steps, **options)
     else:
-        trained, gan_history, gan_seconds = fit_gan(preset, loader, test, latent, epochs, device,
-                                                    progress)
-        model = vaegan_models.VAEGAN.from_gan(trained, gamma, layer)
+        gan_history, gan_seconds = {}, 0.0
+        if trained is None:
+            trained, gan_history, gan_seconds = fit_gan(preset, loader, test, latent,
+                                                        preset.gan_epochs, device, progress)
+            gan_history = {"gan_train": gan_history["train"], "gan_test": gan_history["test"]}
+        model = vaegan_models.VAEGAN.from_gan(trained, gamma, layer).to(device)
         parameters = itertools.chain(model.encoder.parameters(), model.decoder.parameters())
-        steps = [adam(parameters, vaegan_models.VAEGAN.encoder_step, "vae")]
+        steps = [adam(parameters, vaegan_models.VAEGAN.encoder_step, "vae", lr=1e-3)]
         history, seconds = timed_fit(model, loader, steps=steps, **options)
-        history = {**history, "gan_train": gan_history["train"], "gan_test": gan_history["test"]}
-        seconds += gan_seconds
+        history, seconds = {**history, **gan_history}, seconds + gan_seconds
     results: dict[str, Value] = {}
     if evaluate:
         net = digit_classifier(preset, seed, device)
@@ -634,8 +666,9 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
                                             device)}
     provenance = described(preset, device, seed, "vaegan", similarity=similarity, data=source,
                            train_digits=len(loader.dataset), test_digits=len(test),
-                           epochs=epochs, latent=latent, width=preset.gan_width, gamma=gamma,
-                           layer=layer, samples=preset.quality_samples)
+                           epochs=epochs, latent=model.encoder.latent,
+                           width=model.decoder.width, gamma=gamma, layer=layer,
+                           samples=preset.quality_samples)
     return Run(model, history, results, seconds, provenance, test)
 
 

@@ -233,6 +233,10 @@ class GAN(nn.Module):
         self.generator = Generator(latent, width)
         self.discriminator = Discriminator(width)
 
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images of the generator (:meth:`Generator.sample`)."""
+        return self.generator.sample(n, generator)
+
     def discriminator_step(self, batch: Tensor | tuple | list) -> tuple[Tensor, dict[str, float]]:
         """-V(D, G) on a data batch and as many samples, and the mean D on each."""
         x = real_images(batch)

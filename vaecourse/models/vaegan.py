@@ -26,8 +26,8 @@ The discriminator is not trained on L_llike, and no network's gradient of anothe
 applied: :func:`vaegan_losses` computes the three losses from one forward pass, and each must be
 differentiated with respect to its own network's parameters only (e.g. with
 ``torch.autograd.grad(losses.encoder, encoder.parameters(), retain_graph=True)``).
-VAE_Dis (a GAN trained first, its discriminator then frozen as the similarity) trains encoder and
-decoder on the encoder's loss, L_prior + L_llike^Dis_l.
+VAE_Dis (a GAN trained first, its discriminator then frozen as the similarity, its generator the
+decoder's starting point) trains encoder and decoder on the encoder's loss, L_prior + L_llike^Dis_l.
 """
 
 from __future__ import annotations
@@ -145,9 +145,10 @@ class VAEGAN(nn.Module):
     Each of :meth:`encoder_step`, :meth:`decoder_step` and :meth:`discriminator_step` is one
     :class:`vaecourse.train.Step` of the fit loop, with an optimizer over that network's
     parameters only (so the gradient a loss leaves on the other networks is never applied).
-    ``frozen_discriminator=True`` is VAE_Dis: the discriminator comes from a GAN trained first
-    (:meth:`from_gan`), stays in eval mode, and one step trains encoder and decoder together on
-    the encoder's loss (:meth:`encoder_step`).
+    ``frozen_discriminator=True`` is VAE_Dis: the discriminator (and the decoder's starting
+    weights) come from a GAN trained first (:meth:`from_gan`); the discriminator stays in eval
+    mode, and one step trains encoder and decoder together on the encoder's loss
+    (:meth:`encoder_step`).
     """
 
     def __init__(self, latent: int = 64, width: int = 64, gamma: float = 1.0, layer: int = 2,
@@ -163,9 +164,16 @@ class VAEGAN(nn.Module):
 
     @classmethod
     def from_gan(cls, trained: gan.GAN, gamma: float = 1.0, layer: int = 2) -> VAEGAN:
-        """VAE_Dis: a fresh encoder and decoder, and ``trained``'s discriminator, frozen."""
+        """VAE_Dis: a fresh encoder, a decoder that starts as a copy of ``trained``'s generator,
+        and ``trained``'s discriminator, frozen.
+
+        The frozen discriminator was trained on data and on the generator's samples only; a
+        decoder started from random weights would begin far from both, where its features were
+        never asked to tell anything apart.
+        """
         g = trained.generator
         model = cls(g.latent, g.width, gamma, layer, frozen_discriminator=True)
+        model.decoder.load_state_dict(g.state_dict())
         model.discriminator.load_state_dict(trained.discriminator.state_dict())
         model.discriminator.requires_grad_(False)
         return model.train(False)
@@ -206,6 +214,10 @@ class VAEGAN(nn.Module):
         loss = gan_loss(self.discriminator(x), self.discriminator(recon),
                         self.discriminator(prior)).mean()
         return loss, {"loss": loss.item()}
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` prior samples x_p = Dec(z_p) (:meth:`vaecourse.models.gan.Generator.sample`)."""
+        return self.decoder.sample(n, generator)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
