@@ -72,7 +72,8 @@ def main() -> None:
     print(f"machine: {config.machine()}  ")
     print(f"preset: {p.name} (data {first['data']}, {first['train_digits']} training and "
           f"{first['test_digits']} test digits, {p.vae_epochs} epochs for the VAE, {p.gan_epochs} "
-          f"for the GAN and VAE/GAN, {p.aae_epochs} for the AAEs, width {p.gan_width}, "
+          f"for the GAN, {p.vaegan_epochs} for the VAE/GAN and VAE_Dis's second stage, "
+          f"{p.aae_epochs} for the AAEs, width {p.gan_width}, "
           f"{p.quality_samples} samples per model, MMD bandwidths {recipes.MMD_BANDWIDTHS}); "
           f"device {first['device']}; seeds {list(seeds(args))}; wall time "
           f"{time.perf_counter() - start:.0f} s\n")
