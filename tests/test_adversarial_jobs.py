@@ -169,6 +169,39 @@ def test_vae_dis_takes_a_trained_gan_and_leaves_it_unchanged():
     assert not changed(discriminator, trained_first.model.discriminator)  # the same GAN
 
 
+def test_annealed_lowers_each_learning_rate_linearly_to_its_final_fraction():
+    steps = [recipes.adam([torch.nn.Parameter(torch.zeros(1))], vaegan.VAEGAN.encoder_step, name,
+                          lr=lr) for name, lr in (("a", 1e-3), ("b", 2e-4))]
+    seen = []
+    hook = recipes.annealed(steps, 5, 0.1, lambda epoch, model: seen.append(epoch))
+    rates = []
+    for epoch in range(5):
+        hook(epoch, None)
+        rates.append([s.optimizer.param_groups[0]["lr"] for s in steps])
+    for k, (a, b) in enumerate(rates):  # 1 at the first epoch, 0.1 at the last, linear between
+        factor = 1 - 0.9 * k / 4
+        assert math.isclose(a, 1e-3 * factor) and math.isclose(b, 2e-4 * factor), (k, a, b)
+    assert seen == list(range(5))
+
+
+@pytest.mark.parametrize("similarity, start_lr", [("learned", [2e-4] * 3), ("pretrained", [1e-3])])
+def test_vaegan_ends_at_the_final_fraction_of_each_learning_rate(similarity, start_lr,
+                                                                 monkeypatch):
+    seen, real = [], recipes.annealed
+
+    def spy(steps, epochs, final, before_epoch=None):
+        seen.extend(steps)
+        return real(steps, epochs, final, before_epoch)
+
+    monkeypatch.setattr(recipes, "annealed", spy)
+    epochs = []
+    run = recipes.vaegan(SMOKE, similarity=similarity, epochs=3, seed=0, evaluate=False,
+                         progress=False, before_epoch=lambda epoch, model: epochs.append(epoch))
+    assert epochs == [0, 1, 2] and run.provenance["lr_final"] == recipes.VAEGAN_LR_FINAL
+    rates = [step.optimizer.param_groups[0]["lr"] for step in seen]
+    assert rates == pytest.approx([lr * recipes.VAEGAN_LR_FINAL for lr in start_lr])
+
+
 def test_aae_steps_train_their_networks():
     torch.manual_seed(0)
     model = aae.AdversarialAutoencoder("mixture", hidden=16, supervised=True)
@@ -211,6 +244,7 @@ def test_gan_inversion_recovers_an_image_of_the_generator():
     (lambda: recipes.vaegan(SMOKE, trained=gan.GAN(4, 4)),
      r"a trained GAN is VAE_Dis's \(similarity='pretrained'\), got similarity='learned'"),
     (lambda: recipes.gan(SMOKE, latent=0), "latent must be an int >= 1, got 0"),
+    (lambda: recipes.annealed([], 3, 0.0), r"final must be a fraction in \(0, 1\], got 0.0"),
     (lambda: recipes.gan(SMOKE, epochs=0), "epochs must be an int >= 1"),
     (lambda: aae.AdversarialAutoencoder(hidden=4).sample(2, labels=torch.zeros(2).long()),
      r"reads no label \(supervised=False\)"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -53,6 +53,9 @@ SATURATED_QUANTILE = 0.9  # chapter 9: pixels above this quantile of the trainin
 VAEGAN_SIMILARITIES = ("learned", "pretrained")
 AAE_PRIORS = aae_models.PRIORS  # chapter 13
 GAN_ADAM = {"lr": 2e-4, "betas": (0.5, 0.999)}  # DCGAN's Adam (Radford et al. 2016), chapters 11-13
+# Chapter 12's learning rates fall linearly to this fraction of their start over the epochs
+# (Larsen et al.'s released code anneals its learning rate too).
+VAEGAN_LR_FINAL = 0.1
 # Chapter 13's two-sample statistic: a Gaussian kernel averaged over these bandwidths (code
 # units), from the width of a mixture petal (0.25) to the priors' radius (4).
 MMD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -557,6 +560,27 @@ def adam(parameters: Iterable[nn.Parameter], loss_fn: train.LossFn, name: str,
                       name)
 
 
+def annealed(steps: Sequence[train.Step], epochs: int, final: float,
+             before_epoch: Callable[[int, nn.Module], None] | None = None
+             ) -> Callable[[int, nn.Module], None]:
+    """A :func:`vaecourse.train.fit` hook that lowers every step's learning rate linearly, from
+    its start value at the first epoch to ``final`` times it at the last
+    (``torch.optim.lr_scheduler.LinearLR``), then calls ``before_epoch``."""
+    if not 0 < final <= 1:
+        raise ValueError(f"final must be a fraction in (0, 1], got {final}")
+    schedulers = [torch.optim.lr_scheduler.LinearLR(step.optimizer, 1.0, final,
+                                                    max(1, epochs - 1)) for step in steps]
+
+    def hook(epoch: int, model: nn.Module) -> None:
+        if epoch > 0:
+            for scheduler in schedulers:
+                scheduler.step()
+        if before_epoch is not None:
+            before_epoch(epoch, model)
+
+    return hook
+
+
 def fit_gan(preset: config.Preset, loader: DataLoader, test: TensorDataset, latent: int,
             epochs: int, device: torch.device, progress: bool,
             before_epoch: Callable[[int, nn.Module], None] | None = None
@@ -623,7 +647,8 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
     time is counted) gives the frozen discriminator and the decoder's starting weights
     (:meth:`VAEGAN.from_gan <vaecourse.models.vaegan.VAEGAN.from_gan>`); encoder and decoder
     then train on L_prior + L_llike, a VAE without a game, with one Adam at lr 1e-3 (as the AAE's
-    reconstruction phase). Width ``gan_width``; ``epochs`` (of the VAE/GAN, or of
+    reconstruction phase). Both lower their learning rates to :data:`VAEGAN_LR_FINAL` of the
+    start over the epochs (:func:`annealed`). Width ``gan_width``; ``epochs`` (of the VAE/GAN, or of
     VAE_Dis's second stage) default ``vaegan_epochs``. ``before_epoch`` is
     :func:`vaecourse.train.fit`'s hook for the VAE/GAN, or for VAE_Dis's second stage (its time
     counts as training time). Metrics: :func:`image_quality` of the decoder's prior samples and
@@ -638,14 +663,15 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
     epochs = resolve_epochs(epochs, preset.vaegan_epochs)
     test_loader = DataLoader(test, batch_size=preset.batch_size)
     options = {"epochs": epochs, "device": device, "test_loader": test_loader,
-               "progress": progress, "before_epoch": before_epoch}
+               "progress": progress}
     if similarity == "learned":
         model = vaegan_models.VAEGAN(latent, preset.gan_width, gamma, layer)
         steps = [adam(model.encoder.parameters(), vaegan_models.VAEGAN.encoder_step, "encoder"),
                  adam(model.decoder.parameters(), vaegan_models.VAEGAN.decoder_step, "decoder"),
                  adam(model.discriminator.parameters(), vaegan_models.VAEGAN.discriminator_step,
                       "discriminator")]
-        history, seconds = timed_fit(model, loader, steps=steps, **options)
+        hook = annealed(steps, epochs, VAEGAN_LR_FINAL, before_epoch)
+        history, seconds = timed_fit(model, loader, steps=steps, before_epoch=hook, **options)
     else:
         gan_history, gan_seconds = {}, 0.0
         if trained is None:
@@ -655,7 +681,8 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
         model = vaegan_models.VAEGAN.from_gan(trained, gamma, layer).to(device)
         parameters = itertools.chain(model.encoder.parameters(), model.decoder.parameters())
         steps = [adam(parameters, vaegan_models.VAEGAN.encoder_step, "vae", lr=1e-3)]
-        history, seconds = timed_fit(model, loader, steps=steps, **options)
+        hook = annealed(steps, epochs, VAEGAN_LR_FINAL, before_epoch)
+        history, seconds = timed_fit(model, loader, steps=steps, before_epoch=hook, **options)
         history, seconds = {**history, **gan_history}, seconds + gan_seconds
     results: dict[str, Value] = {}
     if evaluate:
@@ -668,7 +695,7 @@ def vaegan(preset: config.Preset, *, similarity: str = "learned", latent: int = 
                            train_digits=len(loader.dataset), test_digits=len(test),
                            epochs=epochs, latent=model.encoder.latent,
                            width=model.decoder.width, gamma=gamma, layer=layer,
-                           samples=preset.quality_samples)
+                           lr_final=VAEGAN_LR_FINAL, samples=preset.quality_samples)
     return Run(model, history, results, seconds, provenance, test)
 
 
